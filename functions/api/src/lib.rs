@@ -1,0 +1,7 @@
+//! Tessera's HTTP API: one axum [`Router`](axum::Router) per API family, over the storage
+//! ports. Every router here serves unchanged under `axum::serve` (the dev server) and under
+//! `lambda_http::run` (one Lambda per family).
+
+pub mod blobs;
+pub mod health;
+pub mod problem;

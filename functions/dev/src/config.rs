@@ -1,0 +1,140 @@
+//! The dev server's configuration, read once from environment variables. A bad value stops the
+//! program with a message that names the variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use tessera_store::definitions::Naming;
+
+/// Which backend serves the ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// One SQLite file and a local folder under the data directory.
+    Embedded,
+    /// DynamoDB, SQS and S3, configured the standard AWS way.
+    Aws,
+}
+
+/// Everything the dev server reads from its environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `TESSERA_ADDR`: where to listen (default `127.0.0.1:8000`).
+    pub addr: SocketAddr,
+    /// `TESSERA_DATA_DIR`: the embedded store's folder (default `.tessera`).
+    pub data_dir: PathBuf,
+    /// `TESSERA_BACKEND`: `embedded` (default) or `aws`.
+    pub backend: BackendKind,
+    /// `TESSERA_PUBLIC_URL`: the base URL clients reach this server at (default `http://<addr>`).
+    pub public_url: Option<String>,
+    /// `TESSERA_RESOURCE_PREFIX`: the prefix of AWS resource names (default `tessera`).
+    pub naming: Naming,
+}
+
+/// A variable with a value that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}={value:?} is invalid: {reason}")]
+pub struct ConfigError {
+    variable: &'static str,
+    value: String,
+    reason: String,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup` (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let read = |variable: &'static str| lookup(variable).filter(|value| !value.is_empty());
+        let invalid = |variable: &'static str, value: &str, reason: &str| ConfigError {
+            variable,
+            value: value.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let addr = match read("TESSERA_ADDR") {
+            None => SocketAddr::from(([127, 0, 0, 1], 8000)),
+            Some(value) => value
+                .parse()
+                .map_err(|_| invalid("TESSERA_ADDR", &value, "expected host:port, e.g. 127.0.0.1:8000"))?,
+        };
+        let backend = match read("TESSERA_BACKEND").as_deref() {
+            None | Some("embedded") => BackendKind::Embedded,
+            Some("aws") => BackendKind::Aws,
+            Some(other) => return Err(invalid("TESSERA_BACKEND", other, "expected 'embedded' or 'aws'")),
+        };
+        let public_url = match read("TESSERA_PUBLIC_URL") {
+            Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                return Err(invalid(
+                    "TESSERA_PUBLIC_URL",
+                    &url,
+                    "expected an http:// or https:// URL",
+                ));
+            }
+            url => url.map(|url| url.trim_end_matches('/').to_owned()),
+        };
+        let naming = match read("TESSERA_RESOURCE_PREFIX") {
+            None => Naming::default(),
+            Some(prefix) => {
+                Naming::new(&prefix).map_err(|error| invalid("TESSERA_RESOURCE_PREFIX", &prefix, &error.to_string()))?
+            }
+        };
+        Ok(Self {
+            addr,
+            data_dir: read("TESSERA_DATA_DIR").map_or_else(|| PathBuf::from(".tessera"), PathBuf::from),
+            backend,
+            public_url,
+            naming,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_spec_development_url() {
+        let config = config(&[]).expect("defaults");
+        assert_eq!(config.addr.to_string(), "127.0.0.1:8000");
+        assert_eq!(config.data_dir, PathBuf::from(".tessera"));
+        assert_eq!(config.backend, BackendKind::Embedded);
+        assert_eq!(config.naming.prefix(), "tessera");
+    }
+
+    #[test]
+    fn every_variable_is_read() {
+        let config = config(&[
+            ("TESSERA_ADDR", "0.0.0.0:9000"),
+            ("TESSERA_DATA_DIR", "/tmp/t"),
+            ("TESSERA_BACKEND", "aws"),
+            ("TESSERA_PUBLIC_URL", "https://dev.example.com/"),
+            ("TESSERA_RESOURCE_PREFIX", "tessera-staging"),
+        ])
+        .expect("valid");
+        assert_eq!(config.addr.port(), 9000);
+        assert_eq!(config.backend, BackendKind::Aws);
+        assert_eq!(config.public_url.as_deref(), Some("https://dev.example.com"));
+        assert_eq!(config.naming.physical("jobs"), "tessera-staging-jobs");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        for (variable, value) in [
+            ("TESSERA_ADDR", "localhost"),
+            ("TESSERA_BACKEND", "postgres"),
+            ("TESSERA_PUBLIC_URL", "ftp://x"),
+            ("TESSERA_RESOURCE_PREFIX", "Bad_Prefix"),
+        ] {
+            let error = config(&[(variable, value)]).expect_err(variable).to_string();
+            assert!(error.starts_with(variable), "{error}");
+        }
+    }
+}

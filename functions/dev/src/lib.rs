@@ -1,0 +1,140 @@
+//! The local all-in-one Tessera server that `cargo run` starts: every API family on one port,
+//! over the embedded store in `.tessera/` (or over AWS with `TESSERA_BACKEND=aws`).
+
+pub mod config;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use tessera_core::{Clock, SystemClock};
+use tessera_store::aws::AwsStore;
+use tessera_store::embedded::{EmbeddedConfig, EmbeddedStore};
+use tessera_store::{Definitions, Ports};
+use tokio::net::TcpListener;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+pub use config::{BackendKind, Config};
+
+/// How often the embedded backend applies bucket lifecycle rules (S3 does this itself).
+const LIFECYCLE_INTERVAL: Duration = Duration::from_secs(60 * 60);
+
+/// The ports of the configured backend, and the embedded store itself when that is the one
+/// (its signed blob URLs are served by this server).
+pub struct Backend {
+    /// The three ports.
+    pub ports: Ports,
+    /// The embedded store, when the backend is embedded.
+    pub embedded: Option<Arc<EmbeddedStore>>,
+}
+
+/// Opens the configured backend. `public_url` is where this server is reached, for signed URLs.
+pub async fn open_backend(config: &Config, public_url: &str) -> anyhow::Result<Backend> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    match config.backend {
+        BackendKind::Embedded => {
+            let store = EmbeddedStore::open(EmbeddedConfig {
+                dir: config.data_dir.clone(),
+                public_url: public_url.to_owned(),
+                clock,
+            })
+            .with_context(|| format!("opening the embedded store in {}", config.data_dir.display()))?;
+            let store = Arc::new(store);
+            Ok(Backend {
+                ports: Ports::from_backend(store.clone(), "embedded"),
+                embedded: Some(store),
+            })
+        }
+        BackendKind::Aws => {
+            let store = AwsStore::from_env(config.naming.clone(), clock)
+                .await
+                .context("configuring the AWS clients")?;
+            Ok(Backend {
+                ports: Ports::from_backend(Arc::new(store), "aws"),
+                embedded: None,
+            })
+        }
+    }
+}
+
+/// Every route of the local server, each request logged at `info` with its status and latency.
+pub fn app(backend: &Backend) -> Router {
+    let mut app = tessera_api::health::router(backend.ports.clone());
+    if let Some(store) = &backend.embedded {
+        app = app.merge(tessera_api::blobs::router(store.clone()));
+    }
+    let request_log = TraceLayer::new_for_http()
+        .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+        .on_response(DefaultOnResponse::new().level(Level::INFO));
+    app.layer(request_log)
+}
+
+/// Serves on `listener` until `shutdown` resolves, then finishes the requests in flight.
+pub async fn serve(
+    config: &Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let local = listener.local_addr().context("reading the bound address")?;
+    let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{local}"));
+    let backend = open_backend(config, &public_url).await?;
+    if let Some(store) = &backend.embedded {
+        tokio::spawn(apply_lifecycle(store.clone()));
+    }
+    tracing::info!(backend = backend.ports.backend, data_dir = %config.data_dir.display(), "listening on http://{local}");
+    axum::serve(listener, app(&backend))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn apply_lifecycle(store: Arc<EmbeddedStore>) {
+    let mut every = tokio::time::interval(LIFECYCLE_INTERVAL);
+    loop {
+        every.tick().await;
+        for bucket in Definitions::tessera().buckets {
+            if bucket.expire_after_days.is_none() {
+                continue;
+            }
+            match store.purge_expired_blobs(&bucket) {
+                Ok(0) => {}
+                Ok(purged) => tracing::info!(bucket = bucket.name, purged, "expired blobs deleted"),
+                Err(error) => tracing::warn!(bucket = bucket.name, %error, "blob lifecycle failed"),
+            }
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,405 @@
+//! The item store on the `items` table: one row per item with its JSON, its expiry and the keys
+//! of up to two secondary indexes in fixed column slots, so index queries are index range scans.
+
+use async_trait::async_trait;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
+use serde_json::Value;
+
+use super::{EmbeddedStore, prefix_upper_bound};
+use crate::error::{StoreError, StoreResult};
+use crate::item::{
+    Condition, Item, ItemStore, Key, PK, Page, Query, SK, SortRange, TTL, TableDef, Update, Write, cursor_after,
+    decode_cursor, validate_item, validate_transaction,
+};
+
+/// How many secondary indexes a table may have: one column pair each in `items`.
+const INDEX_SLOTS: usize = 2;
+
+#[async_trait]
+impl ItemStore for EmbeddedStore {
+    async fn get(&self, table: &TableDef, key: &Key) -> StoreResult<Option<Item>> {
+        check_table(table)?;
+        key.validate()?;
+        load_live(&self.db(), &table.name, key, self.now_unix())
+    }
+
+    async fn put(&self, table: &TableDef, item: Item, condition: Option<Condition>) -> StoreResult<()> {
+        check_table(table)?;
+        validate_item(&item)?;
+        validate_condition(condition.as_ref())?;
+        let row = Row::of(table, &item)?;
+        let mut db = self.db();
+        let Some(condition) = condition else {
+            // One statement is atomic by itself; it also replaces an expired item.
+            return row.store(&db, &table.name);
+        };
+        let transaction = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let live = load_live(&transaction, &table.name, &row.key, self.now_unix())?;
+        if !condition.holds_for(live.as_ref()) {
+            return Err(conflict(&table.name, &row.key));
+        }
+        row.store(&transaction, &table.name)?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    async fn update(
+        &self,
+        table: &TableDef,
+        key: &Key,
+        update: Update,
+        condition: Option<Condition>,
+    ) -> StoreResult<Item> {
+        check_table(table)?;
+        key.validate()?;
+        update.validate()?;
+        validate_condition(condition.as_ref())?;
+        let mut db = self.db();
+        let transaction = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let live = load_live(&transaction, &table.name, key, self.now_unix())?;
+        if !condition.is_none_or(|condition| condition.holds_for(live.as_ref())) {
+            return Err(conflict(&table.name, key));
+        }
+        let item = updated(live, key, &update)?;
+        Row::of(table, &item)?.store(&transaction, &table.name)?;
+        transaction.commit()?;
+        Ok(item)
+    }
+
+    async fn delete(&self, table: &TableDef, key: &Key, condition: Option<Condition>) -> StoreResult<()> {
+        check_table(table)?;
+        key.validate()?;
+        validate_condition(condition.as_ref())?;
+        let mut db = self.db();
+        let Some(condition) = condition else {
+            return remove(&db, &table.name, key);
+        };
+        let transaction = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let live = load_live(&transaction, &table.name, key, self.now_unix())?;
+        if !condition.holds_for(live.as_ref()) {
+            return Err(conflict(&table.name, key));
+        }
+        remove(&transaction, &table.name, key)?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    async fn query(&self, table: &TableDef, query: Query) -> StoreResult<Page> {
+        check_table(table)?;
+        query.validate()?;
+        let plan = QueryPlan::new(table, &query, self.now_unix())?;
+        let mut items = plan.run(&self.db())?;
+        let more = items.len() > query.limit;
+        items.truncate(query.limit);
+        let cursor = match items.last() {
+            Some(last) if more => Some(cursor_after(last, table, query.index.as_deref())?),
+            _ => None,
+        };
+        Ok(Page { items, cursor })
+    }
+
+    async fn transact(&self, writes: Vec<Write>) -> StoreResult<()> {
+        validate_transaction(&writes)?;
+        for write in &writes {
+            check_table(write.target()?.0)?;
+        }
+        let now = self.now_unix();
+        let mut db = self.db();
+        let transaction = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Every condition is checked and every new item built before anything is written, so
+        // a refusal leaves the store as it was (the dropped transaction rolls back anyway).
+        let effects = writes
+            .iter()
+            .enumerate()
+            .map(|(position, write)| plan_write(&transaction, write, position, now))
+            .collect::<StoreResult<Vec<_>>>()?;
+        for (table, effect) in &effects {
+            match effect {
+                Effect::Store(row) => row.store(&transaction, table)?,
+                Effect::Remove(key) => remove(&transaction, table, key)?,
+                Effect::Nothing => {}
+            }
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.check_health()
+    }
+}
+
+impl EmbeddedStore {
+    /// Deletes every expired item for good (reads already skip them); returns how many went.
+    /// The dev server may call it now and then to keep the file small.
+    pub fn purge_expired_items(&self) -> StoreResult<usize> {
+        let now = self.now_unix();
+        let db = self.db();
+        let mut statement = db.prepare_cached("DELETE FROM items WHERE ttl IS NOT NULL AND ttl <= ?1")?;
+        Ok(statement.execute([now])?)
+    }
+}
+
+/// An item as stored: its key, JSON, expiry, and its key in each index slot it appears in.
+struct Row {
+    key: Key,
+    doc: String,
+    ttl: Option<i64>,
+    indexes: [Option<(String, String)>; INDEX_SLOTS],
+}
+
+impl Row {
+    /// The row of a validated item.
+    fn of(table: &TableDef, item: &Item) -> StoreResult<Self> {
+        let mut indexes = [None, None];
+        for (slot, index) in table.indexes.iter().enumerate() {
+            let partition = index_key_part(item, &index.partition_key)?;
+            let sort = index_key_part(item, &index.sort_key)?;
+            indexes[slot] = partition.zip(sort);
+        }
+        Ok(Self {
+            key: Key::of(item)?,
+            doc: serde_json::to_string(item).map_err(internal)?,
+            ttl: item.get(TTL).and_then(Value::as_i64),
+            indexes,
+        })
+    }
+
+    /// Creates or replaces the row.
+    fn store(&self, db: &Connection, table: &str) -> StoreResult<()> {
+        let mut statement = db.prepare_cached(
+            "INSERT OR REPLACE INTO items (tbl, pk, sk, doc, ttl, i0pk, i0sk, i1pk, i1sk)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        let part = |slot: usize, sort: bool| {
+            self.indexes[slot]
+                .as_ref()
+                .map(|(partition, sort_key)| if sort { sort_key } else { partition })
+        };
+        statement.execute(params![
+            table,
+            self.key.pk,
+            self.key.sk,
+            self.doc,
+            self.ttl,
+            part(0, false),
+            part(0, true),
+            part(1, false),
+            part(1, true),
+        ])?;
+        Ok(())
+    }
+}
+
+/// The string an index key attribute holds, `None` when absent. DynamoDB refuses an index key
+/// of another type or an empty one, so this backend does too.
+fn index_key_part(item: &Item, attribute: &str) -> StoreResult<Option<String>> {
+    match item.get(attribute) {
+        None => Ok(None),
+        Some(Value::String(value)) if !value.is_empty() => Ok(Some(value.clone())),
+        Some(_) => Err(StoreError::InvalidInput(format!(
+            "the index key attribute '{attribute}' must be a non-empty string"
+        ))),
+    }
+}
+
+/// What one write of a transaction does once its condition held.
+enum Effect {
+    Store(Row),
+    Remove(Key),
+    Nothing,
+}
+
+/// Checks one transaction write against the live item and works out its effect.
+fn plan_write(db: &Connection, write: &Write, position: usize, now: i64) -> StoreResult<(String, Effect)> {
+    let (table, key) = write.target()?;
+    let live = load_live(db, &table.name, &key, now)?;
+    if let Some(condition) = write.condition()
+        && !condition.holds_for(live.as_ref())
+    {
+        return Err(StoreError::Conflict(format!(
+            "transaction write {position} on {}/{}/{}: the condition does not hold",
+            table.name, key.pk, key.sk
+        )));
+    }
+    let effect = match write {
+        Write::Put { item, .. } => Effect::Store(Row::of(table, item)?),
+        Write::Update { update, .. } => Effect::Store(Row::of(table, &updated(live, &key, update)?)?),
+        Write::Delete { .. } => Effect::Remove(key),
+        Write::Check { .. } => Effect::Nothing,
+    };
+    Ok((table.name.clone(), effect))
+}
+
+/// The item after `update`: applied to the live item, or to a fresh one holding only the key.
+fn updated(live: Option<Item>, key: &Key, update: &Update) -> StoreResult<Item> {
+    let mut item = live.unwrap_or_else(|| {
+        let mut fresh = Item::new();
+        fresh.insert(PK.to_owned(), Value::String(key.pk.clone()));
+        fresh.insert(SK.to_owned(), Value::String(key.sk.clone()));
+        fresh
+    });
+    update.apply_to(&mut item)?;
+    validate_item(&item)?;
+    Ok(item)
+}
+
+/// The live (present and unexpired) item with `key`.
+fn load_live(db: &Connection, table: &str, key: &Key, now: i64) -> StoreResult<Option<Item>> {
+    let mut statement = db
+        .prepare_cached("SELECT doc FROM items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3 AND (ttl IS NULL OR ttl > ?4)")?;
+    let doc: Option<String> = statement
+        .query_row(params![table, key.pk, key.sk, now], |row| row.get(0))
+        .optional()?;
+    doc.map(|doc| parse(&doc)).transpose()
+}
+
+fn remove(db: &Connection, table: &str, key: &Key) -> StoreResult<()> {
+    let mut statement = db.prepare_cached("DELETE FROM items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")?;
+    statement.execute(params![table, key.pk, key.sk])?;
+    Ok(())
+}
+
+/// A query as SQL: the statement text depends only on the query's shape, so each shape is
+/// prepared once and cached.
+struct QueryPlan {
+    sql: String,
+    params: Vec<SqlValue>,
+}
+
+impl QueryPlan {
+    fn new(table: &TableDef, query: &Query, now: i64) -> StoreResult<Self> {
+        let slot = match query.index.as_deref() {
+            Some(index) => Some(table.index_position(index)?),
+            None => None,
+        };
+        let (partition_column, sort_column) = match slot {
+            Some(slot) => (format!("i{slot}pk"), format!("i{slot}sk")),
+            None => ("pk".to_owned(), "sk".to_owned()),
+        };
+        let mut plan = Self {
+            sql: format!("SELECT doc FROM items WHERE tbl = ? AND {partition_column} = ?"),
+            params: vec![text(&table.name), text(&query.partition)],
+        };
+        plan.add_range(&sort_column, &query.range)?;
+        if let Some(cursor) = &query.cursor {
+            plan.add_cursor(table, query, &sort_column, cursor)?;
+        }
+        let order = if query.descending { "DESC" } else { "ASC" };
+        let tie_break = match slot {
+            Some(_) => format!(", pk {order}, sk {order}"),
+            None => String::new(),
+        };
+        plan.sql += &format!(" AND (ttl IS NULL OR ttl > ?) ORDER BY {sort_column} {order}{tie_break} LIMIT ?");
+        plan.params.push(SqlValue::Integer(now));
+        // One row past the page tells whether more follow.
+        plan.params
+            .push(SqlValue::Integer(i64::try_from(query.limit + 1).map_err(internal)?));
+        Ok(plan)
+    }
+
+    fn add_range(&mut self, column: &str, range: &SortRange) -> StoreResult<()> {
+        let mut bound = |operator: &str, value: &str| {
+            self.sql += &format!(" AND {column} {operator} ?");
+            self.params.push(text(value));
+        };
+        match range {
+            SortRange::All => {}
+            SortRange::Eq(value) => bound("=", value),
+            SortRange::Lt(value) => bound("<", value),
+            SortRange::Le(value) => bound("<=", value),
+            SortRange::Gt(value) => bound(">", value),
+            SortRange::Ge(value) => bound(">=", value),
+            SortRange::Prefix(prefix) => {
+                bound(">=", prefix);
+                if let Some(upper) = prefix_upper_bound(prefix) {
+                    bound("<", &upper);
+                }
+            }
+            SortRange::Between(low, high) if low > high => {
+                // DynamoDB refuses such a key condition rather than answering nothing.
+                return Err(StoreError::InvalidInput(format!(
+                    "a BETWEEN range needs its low bound '{low}' at or below its high bound '{high}'"
+                )));
+            }
+            SortRange::Between(low, high) => {
+                bound(">=", low);
+                bound("<=", high);
+            }
+        }
+        Ok(())
+    }
+
+    /// Positions the query strictly after the cursor's item, in the query's order.
+    fn add_cursor(&mut self, table: &TableDef, query: &Query, sort_column: &str, cursor: &str) -> StoreResult<()> {
+        let index = query.index.as_deref();
+        let position = decode_cursor(cursor, table, index)?;
+        let part = |name: &str| position.get(name).and_then(Value::as_str).unwrap_or_default();
+        let operator = if query.descending { "<" } else { ">" };
+        let partition = match index {
+            Some(index) => part(&table.index(index)?.partition_key),
+            None => part(PK),
+        };
+        if partition != query.partition {
+            return Err(StoreError::InvalidInput(
+                "the cursor is not one this query returned".into(),
+            ));
+        }
+        match index {
+            Some(index) => {
+                self.sql += &format!(" AND ({sort_column}, pk, sk) {operator} (?, ?, ?)");
+                let sort = part(&table.index(index)?.sort_key);
+                self.params.extend([text(sort), text(part(PK)), text(part(SK))]);
+            }
+            None => {
+                self.sql += &format!(" AND sk {operator} ?");
+                self.params.push(text(part(SK)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Up to `limit + 1` live items.
+    fn run(&self, db: &Connection) -> StoreResult<Vec<Item>> {
+        let mut statement = db.prepare_cached(&self.sql)?;
+        let docs = statement
+            .query_map(params_from_iter(&self.params), |row| row.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        docs.iter().map(|doc| parse(doc)).collect()
+    }
+}
+
+fn text(value: &str) -> SqlValue {
+    SqlValue::Text(value.to_owned())
+}
+
+fn check_table(table: &TableDef) -> StoreResult<()> {
+    if table.indexes.len() > INDEX_SLOTS {
+        return Err(StoreError::InvalidInput(format!(
+            "table '{}' has {} indexes; at most {INDEX_SLOTS} are supported",
+            table.name,
+            table.indexes.len()
+        )));
+    }
+    Ok(())
+}
+
+fn validate_condition(condition: Option<&Condition>) -> StoreResult<()> {
+    condition.map_or(Ok(()), Condition::validate)
+}
+
+fn conflict(table: &str, key: &Key) -> StoreError {
+    StoreError::Conflict(format!("the condition on {table}/{}/{} does not hold", key.pk, key.sk))
+}
+
+fn parse(doc: &str) -> StoreResult<Item> {
+    serde_json::from_str(doc).map_err(internal)
+}
+
+fn internal(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(format!("item store: {error}"))
+}
+
+#[cfg(test)]
+mod tests;

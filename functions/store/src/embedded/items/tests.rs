@@ -1,0 +1,316 @@
+//! Tests of the embedded item store: TTL against the injected clock, index slots, SQL ranges
+//! and cursors, transactions.
+
+use serde_json::json;
+use tessera_core::Clock;
+use time::Duration;
+
+use super::super::tests::{clock, item, store_in};
+use crate::error::StoreError;
+use crate::item::{Condition, IndexDef, ItemStore, Key, Page, Query, SortRange, TableDef, Update, Write};
+
+fn jobs() -> TableDef {
+    TableDef {
+        name: "jobs".into(),
+        indexes: (1..=2)
+            .map(|n| IndexDef {
+                name: format!("gsi{n}"),
+                partition_key: format!("gsi{n}pk"),
+                sort_key: format!("gsi{n}sk"),
+            })
+            .collect(),
+    }
+}
+
+fn keys(page: &Page, attribute: &str) -> Vec<String> {
+    page.items
+        .iter()
+        .map(|item| item[attribute].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn expired_items_vanish_and_count_as_absent() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = clock();
+    let store = store_in(dir.path(), &clock);
+    let key = Key::new("lock", "run");
+    let ttl = clock.now_unix() + 10;
+    let held = item(json!({"pk": "lock", "sk": "run", "ttl": ttl, "owner": "a", "n": 5}));
+    store.put(&jobs(), held, Some(Condition::NotExists)).await.expect("put");
+    assert!(store.get(&jobs(), &key).await.expect("get").is_some());
+    let again = item(json!({"pk": "lock", "sk": "run", "owner": "b"}));
+    let refused = store.put(&jobs(), again.clone(), Some(Condition::NotExists)).await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))));
+
+    clock.advance(Duration::seconds(10));
+    assert_eq!(store.get(&jobs(), &key).await.expect("get"), None);
+    let page = store.query(&jobs(), Query::partition("lock")).await.expect("query");
+    assert!(page.items.is_empty());
+    let updated = store
+        .update(
+            &jobs(),
+            &key,
+            Update::default().and_add("n", 1),
+            Some(Condition::NotExists),
+        )
+        .await
+        .expect("update of an expired item");
+    assert_eq!(updated, item(json!({"pk": "lock", "sk": "run", "n": 1})));
+    assert_eq!(store.purge_expired_items().expect("purge"), 0);
+}
+
+#[tokio::test]
+async fn purge_removes_expired_rows() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = clock();
+    let store = store_in(dir.path(), &clock);
+    let ttl = clock.now_unix() + 1;
+    for sk in ["a", "b"] {
+        let row = item(json!({"pk": "p", "sk": sk, "ttl": ttl}));
+        store.put(&jobs(), row, None).await.expect("put");
+    }
+    store
+        .put(&jobs(), item(json!({"pk": "p", "sk": "c"})), None)
+        .await
+        .expect("put");
+    clock.advance(Duration::seconds(1));
+    assert_eq!(store.purge_expired_items().expect("purge"), 2);
+}
+
+#[tokio::test]
+async fn conditional_writes_refuse_and_change_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store_in(dir.path(), &clock());
+    let key = Key::new("job#1", "meta");
+    let job = item(json!({"pk": "job#1", "sk": "meta", "status": "QUEUED", "version": 1}));
+    store.put(&jobs(), job.clone(), None).await.expect("put");
+    let start = Update::set("status", "RUNNING").and_add("version", 1);
+    let stale = Some(Condition::equals("version", 0));
+    let refused = store.update(&jobs(), &key, start.clone(), stale).await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))));
+    let refused = store.delete(&jobs(), &key, Some(Condition::NotExists)).await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))));
+    assert_eq!(store.get(&jobs(), &key).await.expect("get"), Some(job));
+
+    let current = Some(Condition::equals("version", 1));
+    let running = store.update(&jobs(), &key, start, current).await.expect("update");
+    assert_eq!(running["status"], json!("RUNNING"));
+    assert_eq!(running["version"], json!(2));
+    store
+        .delete(&jobs(), &key, Some(Condition::Exists))
+        .await
+        .expect("delete");
+    store
+        .delete(&jobs(), &key, None)
+        .await
+        .expect("deleting an absent item");
+}
+
+#[tokio::test]
+async fn bad_inputs_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store_in(dir.path(), &clock());
+    let mut crowded = jobs();
+    crowded.indexes.push(IndexDef {
+        name: "gsi3".into(),
+        partition_key: "gsi3pk".into(),
+        sort_key: "gsi3sk".into(),
+    });
+    let row = item(json!({"pk": "a", "sk": "b"}));
+    let outcomes = [
+        store.put(&crowded, row.clone(), None).await,
+        store
+            .put(&jobs(), item(json!({"pk": "a", "sk": "b", "gsi1pk": 7})), None)
+            .await,
+        store
+            .put(&jobs(), item(json!({"pk": "a", "sk": "b", "gsi1pk": ""})), None)
+            .await,
+        store.put(&jobs(), item(json!({"pk": "a"})), None).await,
+    ];
+    for outcome in outcomes {
+        assert!(matches!(outcome, Err(StoreError::InvalidInput(_))), "{outcome:?}");
+    }
+    let backwards = Query {
+        range: SortRange::Between("b".into(), "a".into()),
+        ..Query::partition("a")
+    };
+    let refused = store.query(&jobs(), backwards).await;
+    assert!(matches!(refused, Err(StoreError::InvalidInput(_))));
+    let unknown = Query {
+        index: Some("gsi9".into()),
+        ..Query::partition("a")
+    };
+    assert!(matches!(
+        store.query(&jobs(), unknown).await,
+        Err(StoreError::InvalidInput(_))
+    ));
+}
+
+#[tokio::test]
+async fn table_queries_select_ranges_in_byte_order_and_page() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store_in(dir.path(), &clock());
+    for sk in [
+        "event#01",
+        "event#02",
+        "event#03",
+        "eventz",
+        "meta",
+        "Émoji",
+        "event#\u{FFFF}",
+    ] {
+        let row = item(json!({"pk": "job#1", "sk": sk}));
+        store.put(&jobs(), row, None).await.expect("put");
+    }
+    let prefix = Query {
+        range: SortRange::Prefix("event#".into()),
+        limit: 2,
+        ..Query::partition("job#1")
+    };
+    let first = store.query(&jobs(), prefix.clone()).await.expect("first page");
+    assert_eq!(keys(&first, "sk"), ["event#01", "event#02"]);
+    let next = Query {
+        cursor: first.cursor,
+        ..prefix
+    };
+    let second = store.query(&jobs(), next).await.expect("second page");
+    assert_eq!(keys(&second, "sk"), ["event#03", "event#\u{FFFF}"]);
+    assert_eq!(second.cursor, None, "no cursor when nothing follows");
+
+    let everything = Query {
+        descending: true,
+        ..Query::partition("job#1")
+    };
+    let all = store.query(&jobs(), everything).await.expect("all");
+    assert_eq!(keys(&all, "sk")[..2], ["Émoji", "meta"]);
+    let before = Query {
+        range: SortRange::Lt("event#02".into()),
+        ..Query::partition("job#1")
+    };
+    let page = store.query(&jobs(), before).await.expect("lt");
+    assert_eq!(keys(&page, "sk"), ["event#01"]);
+}
+
+#[tokio::test]
+async fn index_queries_are_sparse_and_page_through_equal_sort_keys() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store_in(dir.path(), &clock());
+    for (pk, created) in [("job#3", "t1"), ("job#1", "t1"), ("job#2", "t0"), ("job#4", "t2")] {
+        let row = item(json!({"pk": pk, "sk": "meta", "gsi2pk": "tenant#1", "gsi2sk": created}));
+        store.put(&jobs(), row, None).await.expect("put");
+    }
+    let partial = item(json!({"pk": "job#5", "sk": "meta", "gsi2pk": "tenant#1"}));
+    store.put(&jobs(), partial, None).await.expect("put");
+    let mut query = Query {
+        index: Some("gsi2".into()),
+        limit: 1,
+        ..Query::partition("tenant#1")
+    };
+    let mut seen = Vec::new();
+    loop {
+        let page = store.query(&jobs(), query.clone()).await.expect("page");
+        seen.extend(keys(&page, "pk"));
+        match page.cursor {
+            Some(cursor) => query.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["job#2", "job#1", "job#3", "job#4"]);
+
+    let descending = Query {
+        index: Some("gsi2".into()),
+        descending: true,
+        range: SortRange::Le("t1".into()),
+        ..Query::partition("tenant#1")
+    };
+    let page = store.query(&jobs(), descending).await.expect("descending");
+    assert_eq!(keys(&page, "pk"), ["job#3", "job#1", "job#2"]);
+}
+
+#[tokio::test]
+async fn a_cursor_from_another_partition_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store_in(dir.path(), &clock());
+    for sk in ["a", "b"] {
+        let row = item(json!({"pk": "p1", "sk": sk}));
+        store.put(&jobs(), row, None).await.expect("put");
+    }
+    let first = Query {
+        limit: 1,
+        ..Query::partition("p1")
+    };
+    let page = store.query(&jobs(), first).await.expect("page");
+    let elsewhere = Query {
+        cursor: page.cursor,
+        ..Query::partition("p2")
+    };
+    let refused = store.query(&jobs(), elsewhere).await;
+    assert!(matches!(refused, Err(StoreError::InvalidInput(_))));
+}
+
+#[tokio::test]
+async fn an_update_moves_an_item_between_index_partitions() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store_in(dir.path(), &clock());
+    let key = Key::new("job#1", "meta");
+    let queued = Update::set("gsi1pk", "status#QUEUED").and_set("gsi1sk", "t0");
+    store.update(&jobs(), &key, queued, None).await.expect("create");
+    let running = Update::set("gsi1pk", "status#RUNNING");
+    store.update(&jobs(), &key, running, None).await.expect("move");
+    let partition = |name: &str| Query {
+        index: Some("gsi1".into()),
+        ..Query::partition(name)
+    };
+    let old = store.query(&jobs(), partition("status#QUEUED")).await.expect("old");
+    let new = store.query(&jobs(), partition("status#RUNNING")).await.expect("new");
+    assert!(old.items.is_empty());
+    assert_eq!(keys(&new, "pk"), ["job#1"]);
+}
+
+#[tokio::test]
+async fn a_transaction_writes_all_or_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store_in(dir.path(), &clock());
+    let account = Key::new("tenant#1", "usage");
+    store
+        .put(&jobs(), item(json!({"pk": "tenant#1", "sk": "usage", "jobs": 0})), None)
+        .await
+        .expect("put");
+    let writes = |pk: &str, expected: i64| {
+        vec![
+            Write::Put {
+                table: jobs(),
+                item: item(json!({"pk": pk, "sk": "meta"})),
+                condition: Some(Condition::NotExists),
+            },
+            Write::Update {
+                table: jobs(),
+                key: account.clone(),
+                update: Update::default().and_add("jobs", 1),
+                condition: Some(Condition::equals("jobs", expected)),
+            },
+        ]
+    };
+    store.transact(writes("job#1", 0)).await.expect("first transaction");
+    let refused = store.transact(writes("job#2", 0)).await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))));
+    let mut checked = writes("job#2", 1);
+    checked.push(Write::Check {
+        table: jobs(),
+        key: Key::new("tenant#1", "plan"),
+        condition: Condition::Exists,
+    });
+    let refused = store.transact(checked).await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))));
+    assert_eq!(store.get(&jobs(), &Key::new("job#2", "meta")).await.expect("get"), None);
+    let delete = Write::Delete {
+        table: jobs(),
+        key: Key::new("job#1", "meta"),
+        condition: None,
+    };
+    let bad = vec![delete.clone(), delete];
+    assert!(matches!(store.transact(bad).await, Err(StoreError::InvalidInput(_))));
+    let usage = store.get(&jobs(), &account).await.expect("get");
+    assert_eq!(usage.map(|usage| usage["jobs"].clone()), Some(json!(1)));
+}

@@ -1,0 +1,131 @@
+//! The embedded backend: items and queues in one SQLite file, blobs in a local folder, signed
+//! URLs checked with a key kept next to them. It serves the dev server and the test suites, and
+//! behaves as the AWS backend does.
+
+mod blobs;
+mod items;
+mod queue;
+mod schema;
+mod signing;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rand::RngCore;
+use rusqlite::Connection;
+use tessera_core::Clock;
+use tokio::sync::Notify;
+
+use crate::error::{StoreError, StoreResult};
+
+pub use signing::SignatureRefusal;
+
+/// Where the embedded backend keeps its data and how it reaches the outside world.
+#[derive(Debug, Clone)]
+pub struct EmbeddedConfig {
+    /// The folder holding `store.sqlite3`, `signing.key` and `blobs/`; created if missing.
+    pub dir: PathBuf,
+    /// The base URL signed blob URLs start with, e.g. `http://localhost:8080`.
+    pub public_url: String,
+    /// The source of "now" for TTLs, visibility timeouts and URL expiry.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The three ports on one SQLite file and a folder of blobs.
+pub struct EmbeddedStore {
+    connection: Mutex<Connection>,
+    blob_dir: PathBuf,
+    public_url: String,
+    clock: Arc<dyn Clock>,
+    /// The HMAC of blob URLs, keyed with `signing.key`.
+    signer: signing::Signer,
+    /// Woken whenever a message may have become receivable, to end long polls early.
+    arrivals: Notify,
+}
+
+impl EmbeddedStore {
+    /// Opens (creating if needed) the store in `config.dir`.
+    pub fn open(config: EmbeddedConfig) -> StoreResult<Self> {
+        std::fs::create_dir_all(&config.dir)?;
+        let blob_dir = config.dir.join("blobs");
+        std::fs::create_dir_all(&blob_dir)?;
+        let connection = schema::open(&config.dir.join("store.sqlite3"))?;
+        let signer = signing::load_or_create_signer(&config.dir.join("signing.key"))?;
+        Ok(Self {
+            connection: Mutex::new(connection),
+            blob_dir,
+            public_url: config.public_url.trim_end_matches('/').to_owned(),
+            clock: config.clock,
+            signer,
+            arrivals: Notify::new(),
+        })
+    }
+
+    /// The connection; a panic elsewhere cannot leave it mid-transaction (an open transaction
+    /// rolls back when dropped), so a poisoned lock is safe to take over.
+    fn db(&self) -> MutexGuard<'_, Connection> {
+        self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Now, in whole seconds since the epoch (the unit of item TTLs and URL expiry).
+    fn now_unix(&self) -> i64 {
+        self.clock.now_unix()
+    }
+
+    /// Now, in milliseconds since the epoch (the unit of message visibility).
+    fn now_ms(&self) -> i64 {
+        let millis = self.clock.now().unix_timestamp_nanos() / 1_000_000;
+        i64::try_from(millis).unwrap_or(i64::MAX)
+    }
+
+    /// Checks that SQLite answers and the blob folder is there.
+    fn check_health(&self) -> StoreResult<()> {
+        self.db().query_row("SELECT 1", [], |_| Ok(()))?;
+        if !self.blob_dir.is_dir() {
+            return Err(StoreError::Unavailable(format!(
+                "the blob folder {} is missing",
+                self.blob_dir.display()
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("blob_dir", &self.blob_dir)
+            .field("public_url", &self.public_url)
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `bytes` random bytes as lowercase hex.
+fn random_hex(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buffer);
+    hex::encode(buffer)
+}
+
+/// The smallest string above every string that starts with `prefix`, or `None` when there is
+/// none. SQLite compares text as bytes, and UTF-8 byte order is code point order, so bumping the
+/// last code point gives an exclusive upper bound that an index range scan can use.
+fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let bumped = match last {
+            '\u{D7FF}' => Some('\u{E000}'),
+            other => char::from_u32(u32::from(other) + 1),
+        };
+        if let Some(next) = bumped {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,124 @@
+//! Tests of what only the embedded backend has: its files, and surviving a restart.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::json;
+use tessera_core::ManualClock;
+use time::macros::datetime;
+
+use super::*;
+use crate::blob::{BlobStore, BucketDef};
+use crate::item::{Item, ItemStore, Key, TableDef};
+use crate::queue::{OutgoingMessage, Queue, QueueDef, ReceiveRequest};
+
+/// A clock stopped at a fixed instant.
+pub(super) fn clock() -> ManualClock {
+    ManualClock::new(datetime!(2025-12-17 20:00:00 UTC))
+}
+
+/// A store in `dir` on `clock`.
+pub(super) fn store_in(dir: &Path, clock: &ManualClock) -> EmbeddedStore {
+    EmbeddedStore::open(EmbeddedConfig {
+        dir: dir.to_owned(),
+        public_url: "http://localhost:8080/".into(),
+        clock: Arc::new(clock.clone()),
+    })
+    .expect("open the store")
+}
+
+/// A JSON object as an item.
+pub(super) fn item(value: serde_json::Value) -> Item {
+    value.as_object().cloned().expect("an object")
+}
+
+fn table() -> TableDef {
+    TableDef {
+        name: "jobs".into(),
+        indexes: vec![],
+    }
+}
+
+fn bucket() -> BucketDef {
+    BucketDef {
+        name: "files".into(),
+        expire_after_days: None,
+    }
+}
+
+#[tokio::test]
+async fn a_reopened_store_keeps_items_messages_blobs_and_its_signing_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = clock();
+    let queue = QueueDef::standard("work");
+    let store = store_in(dir.path(), &clock);
+    let job = item(json!({"pk": "job#1", "sk": "meta", "status": "QUEUED"}));
+    ItemStore::put(&store, &table(), job.clone(), None).await.expect("put");
+    let sent = store.send(&queue, OutgoingMessage::new("job#1")).await.expect("send");
+    let body = Bytes::from_static(b"hello");
+    BlobStore::put(&store, &bucket(), "a/b.txt", body.clone(), "text/plain")
+        .await
+        .expect("put blob");
+    let url = store
+        .signed_url(&bucket(), "a/b.txt", Duration::from_secs(60))
+        .await
+        .expect("url");
+    drop(store);
+
+    let reopened = store_in(dir.path(), &clock);
+    let key = Key::new("job#1", "meta");
+    assert_eq!(ItemStore::get(&reopened, &table(), &key).await.expect("get"), Some(job));
+    let received = reopened
+        .receive(&queue, ReceiveRequest::new(1, Duration::ZERO))
+        .await
+        .expect("receive");
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].message_id, sent);
+    let blob = BlobStore::get(&reopened, &bucket(), "a/b.txt").await.expect("get blob");
+    assert_eq!(blob.map(|blob| blob.body), Some(body));
+    let reopened_url = reopened
+        .signed_url(&bucket(), "a/b.txt", Duration::from_secs(60))
+        .await
+        .expect("url");
+    assert_eq!(url, reopened_url, "the same key signs the same URL");
+}
+
+#[test]
+fn the_store_creates_its_folder_and_a_private_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let nested = dir.path().join("data").join("store");
+    drop(store_in(&nested, &clock()));
+    assert!(nested.join("store.sqlite3").is_file());
+    assert!(nested.join("blobs").is_dir());
+    let key = nested.join("signing.key");
+    assert_eq!(std::fs::read(&key).expect("key").len(), 32);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).expect("metadata").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+#[test]
+fn a_damaged_key_file_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("signing.key"), b"short").expect("write");
+    let opened = EmbeddedStore::open(EmbeddedConfig {
+        dir: dir.path().to_owned(),
+        public_url: "http://localhost".into(),
+        clock: Arc::new(clock()),
+    });
+    assert!(matches!(opened, Err(StoreError::Internal(_))));
+}
+
+#[test]
+fn prefix_upper_bounds_bump_the_last_code_point() {
+    assert_eq!(prefix_upper_bound("job#"), Some("job$".into()));
+    assert_eq!(prefix_upper_bound("a\u{D7FF}"), Some("a\u{E000}".into()));
+    assert_eq!(prefix_upper_bound("a\u{10FFFF}"), Some("b".into()));
+    assert_eq!(prefix_upper_bound("\u{10FFFF}"), None);
+    assert_eq!(prefix_upper_bound(""), None);
+}

@@ -1,0 +1,10 @@
+//! One test binary for everything that crosses a process or a backend boundary.
+//!
+//! The `aws` variants need a local AWS emulator: `infra/test.sh` starts one. Run alone, they fail
+//! with a message that says how to start it; they never skip.
+
+mod blobs;
+mod dev_server;
+mod items;
+mod queues;
+mod support;

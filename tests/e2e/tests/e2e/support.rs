@@ -1,0 +1,180 @@
+//! The backends under test, each freshly opened per test, and the clock they share with it.
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use tempfile::TempDir;
+use tessera_core::Clock;
+use tessera_store::aws::AwsStore;
+use tessera_store::definitions::Naming;
+use tessera_store::embedded::{EmbeddedConfig, EmbeddedStore};
+use tessera_store::{BlobStore, BucketDef, Definitions, ItemStore, Queue, QueueDef};
+use time::OffsetDateTime;
+
+/// Runs each named conformance test against both backends, as `<name>::embedded` and
+/// `<name>::aws`.
+#[macro_export]
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                super::$name($crate::support::Backend::embedded().await).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn aws() {
+                super::$name($crate::support::Backend::aws().await).await
+            }
+        }
+    )*};
+}
+
+/// The real time plus an offset that tests move forward, so queues see real time pass while
+/// TTL and signature expiry can be jumped over without sleeping.
+#[derive(Debug, Clone, Default)]
+pub struct ShiftedClock {
+    offset: Arc<Mutex<time::Duration>>,
+}
+
+impl ShiftedClock {
+    /// Moves this clock `by` ahead of real time.
+    pub fn advance(&self, by: time::Duration) {
+        *self.offset.lock().expect("clock") += by;
+    }
+}
+
+impl Clock for ShiftedClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc() + *self.offset.lock().expect("clock")
+    }
+}
+
+/// One backend, opened for one test.
+pub struct Backend {
+    /// The item store port.
+    pub items: Arc<dyn ItemStore>,
+    /// The queue port.
+    pub queue: Arc<dyn Queue>,
+    /// The blob store port.
+    pub blobs: Arc<dyn BlobStore>,
+    /// The store's clock.
+    pub clock: ShiftedClock,
+    aws: Option<Arc<AwsStore>>,
+    _dir: Option<TempDir>,
+}
+
+impl Backend {
+    /// An embedded store in a fresh folder, its signed URLs served by the real blob route on a
+    /// loopback port.
+    pub async fn embedded() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let public_url = format!("http://{}", listener.local_addr().expect("addr"));
+        let clock = ShiftedClock::default();
+        let store = Arc::new(
+            EmbeddedStore::open(EmbeddedConfig {
+                dir: dir.path().to_owned(),
+                public_url,
+                clock: Arc::new(clock.clone()),
+            })
+            .expect("open embedded store"),
+        );
+        let routes = tessera_api::blobs::router(store.clone());
+        tokio::spawn(async move { axum::serve(listener, routes).await });
+        Self {
+            items: store.clone(),
+            queue: store.clone(),
+            blobs: store,
+            clock,
+            aws: None,
+            _dir: Some(dir),
+        }
+    }
+
+    /// The AWS backend against the emulator at `AWS_ENDPOINT_URL`, with resources under a
+    /// prefix unique to this test process (created once per process).
+    pub async fn aws() -> Self {
+        require_emulator();
+        let clock = ShiftedClock::default();
+        let naming = Naming::new(test_prefix()).expect("prefix");
+        let store = Arc::new(
+            AwsStore::from_env(naming, Arc::new(clock.clone()))
+                .await
+                .expect("AWS clients"),
+        );
+        static BOOTSTRAPPED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+        BOOTSTRAPPED
+            .get_or_init(|| async {
+                store
+                    .bootstrap(&Definitions::tessera())
+                    .await
+                    .expect("bootstrap on the emulator");
+            })
+            .await;
+        Self {
+            items: store.clone(),
+            queue: store.clone(),
+            blobs: store.clone(),
+            clock,
+            aws: Some(store),
+            _dir: None,
+        }
+    }
+
+    /// A queue of this test's own, created where the backend needs it.
+    pub async fn fresh_queue(&self, mut def: QueueDef) -> QueueDef {
+        let suffix = unique("q");
+        let rename = |name: &str| match name.strip_suffix(".fifo") {
+            Some(stem) => format!("{stem}-{suffix}.fifo"),
+            None => format!("{name}-{suffix}"),
+        };
+        def.name = rename(&def.name);
+        if let Some(dead_letter) = &mut def.dead_letter {
+            dead_letter.queue.name = rename(&dead_letter.queue.name);
+        }
+        if let Some(aws) = &self.aws {
+            aws.ensure_queue(&def).await.expect("create queue");
+        }
+        def
+    }
+
+    /// The bucket the blob tests write to (keys are made unique per test).
+    pub fn bucket(&self) -> BucketDef {
+        tessera_store::definitions::artifacts_bucket()
+    }
+}
+
+/// A string unique to this call, for keys and names: `<what>` and 10 random characters.
+pub fn unique(what: &str) -> String {
+    let suffix: String = rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(10)
+        .map(|c| char::from(c).to_ascii_lowercase())
+        .collect();
+    format!("{what}{suffix}")
+}
+
+fn test_prefix() -> &'static str {
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    PREFIX.get_or_init(|| unique("t"))
+}
+
+fn require_emulator() {
+    const HOW: &str = "the AWS backend tests need a local AWS emulator: run `infra/test.sh`, \
+                       or `export AWS_ENDPOINT_URL=$(infra/moto.sh) AWS_ACCESS_KEY_ID=test \
+                       AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1` before `cargo test`";
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| panic!("AWS_ENDPOINT_URL is not set: {HOW}"));
+    let authority = endpoint
+        .trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .trim_end_matches('/');
+    let address: SocketAddr = authority
+        .parse()
+        .unwrap_or_else(|_| panic!("AWS_ENDPOINT_URL={endpoint} is not http://<ip>:<port>: {HOW}"));
+    TcpStream::connect_timeout(&address, Duration::from_secs(2))
+        .unwrap_or_else(|error| panic!("no AWS emulator answers at {endpoint} ({error}): {HOW}"));
+}
