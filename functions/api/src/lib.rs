@@ -2,6 +2,9 @@
 //! ports. Every router here serves unchanged under `axum::serve` (the dev server) and under
 //! `lambda_http::run` (one Lambda per family).
 
+pub mod auth;
 pub mod blobs;
+pub mod client_ip;
 pub mod health;
 pub mod problem;
+pub mod rate_limit;

@@ -121,6 +121,21 @@ prefixed_id!(
     ArtifactId,
     "artifact_"
 );
+prefixed_id!(
+    /// A tenant (an account: the organisation that holds a plan): `ten_` + 12 alphanumerics.
+    TenantId,
+    "ten_"
+);
+prefixed_id!(
+    /// A user: `usr_` followed by 12 lowercase alphanumerics.
+    UserId,
+    "usr_"
+);
+prefixed_id!(
+    /// An API key: `key_` followed by the key's 12-character public prefix.
+    ApiKeyId,
+    "key_"
+);
 
 #[cfg(test)]
 mod tests {

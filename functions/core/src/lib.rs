@@ -1,12 +1,15 @@
 //! Tessera's domain, with no I/O: prefixed ids and the id source, the injected clock, the domain
-//! error, the job state machine, and the wire enums (capability, priority) shared by every crate.
+//! error, the job state machine, the account model (tenants, users, roles, scopes, plans, principals),
+//! and the wire enums (capability, priority) shared by every crate.
 
+pub mod account;
 pub mod clock;
 pub mod error;
 pub mod ids;
 pub mod job;
 
+pub use account::{Email, Plan, PlanTier, Principal, Role, Scope};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{DomainError, DomainResult};
-pub use ids::{ArtifactId, IdSource, JobId, RandomIds, SequentialIds};
+pub use ids::{ApiKeyId, ArtifactId, IdSource, JobId, RandomIds, SequentialIds, TenantId, UserId};
 pub use job::{Capability, JobStatus, Priority, Transition};

@@ -1,10 +1,20 @@
 //! The dev server's configuration, read once from environment variables. A bad value stops the
 //! program with a message that names the variable.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use tessera_api::auth::AuthConfig;
 use tessera_store::definitions::Naming;
+
+/// The variables of the auth settings, read by [`AuthConfig::from_lookup`].
+const AUTH_VARIABLES: [&str; 4] = [
+    "TESSERA_JWT_KEYS",
+    "TESSERA_JWT_ISSUER",
+    "TESSERA_JWT_AUDIENCE",
+    "TESSERA_TRUST_FORWARDED_FOR",
+];
 
 /// Which backend serves the ports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +38,8 @@ pub struct Config {
     pub public_url: Option<String>,
     /// `TESSERA_RESOURCE_PREFIX`: the prefix of AWS resource names (default `tessera`).
     pub naming: Naming,
+    /// The auth variables as read (`TESSERA_JWT_*`, `TESSERA_TRUST_FORWARDED_FOR`).
+    auth_variables: BTreeMap<&'static str, String>,
 }
 
 /// A variable with a value that cannot be used.
@@ -80,13 +92,36 @@ impl Config {
                 Naming::new(&prefix).map_err(|error| invalid("TESSERA_RESOURCE_PREFIX", &prefix, &error.to_string()))?
             }
         };
-        Ok(Self {
+        let auth_variables = AUTH_VARIABLES
+            .into_iter()
+            .filter_map(|variable| read(variable).map(|value| (variable, value)))
+            .collect();
+        let config = Self {
             addr,
             data_dir: read("TESSERA_DATA_DIR").map_or_else(|| PathBuf::from(".tessera"), PathBuf::from),
             backend,
             public_url,
             naming,
-        })
+            auth_variables,
+        };
+        config.auth(Some(format!("check:{}", "x".repeat(32))))?;
+        Ok(config)
+    }
+
+    /// The auth settings; `fallback_keys` stands in for an unset `TESSERA_JWT_KEYS` (the dev
+    /// server's own key in its data folder).
+    pub fn auth(&self, fallback_keys: Option<String>) -> Result<AuthConfig, ConfigError> {
+        AuthConfig::from_lookup(|name| self.auth_variables.get(name).cloned(), fallback_keys).map_err(
+            |(variable, reason)| ConfigError {
+                variable,
+                value: if variable == "TESSERA_JWT_KEYS" {
+                    "<hidden>".into()
+                } else {
+                    self.auth_variables.get(variable).cloned().unwrap_or_default()
+                },
+                reason,
+            },
+        )
     }
 }
 
@@ -132,6 +167,8 @@ mod tests {
             ("TESSERA_BACKEND", "postgres"),
             ("TESSERA_PUBLIC_URL", "ftp://x"),
             ("TESSERA_RESOURCE_PREFIX", "Bad_Prefix"),
+            ("TESSERA_JWT_KEYS", "k1:too-short"),
+            ("TESSERA_TRUST_FORWARDED_FOR", "yes"),
         ] {
             let error = config(&[(variable, value)]).expect_err(variable).to_string();
             assert!(error.starts_with(variable), "{error}");

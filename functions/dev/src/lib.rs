@@ -1,15 +1,19 @@
 //! The local all-in-one Tessera server that `cargo run` starts: every API family on one port,
 //! over the embedded store in `.tessera/` (or over AWS with `TESSERA_BACKEND=aws`).
 
+pub mod accounts;
 pub mod config;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use tessera_core::{Clock, SystemClock};
+use tessera_api::auth::AuthService;
+use tessera_api::problem::Problem;
+use tessera_core::{Clock, RandomIds, SystemClock};
 use tessera_store::aws::AwsStore;
 use tessera_store::embedded::{EmbeddedConfig, EmbeddedStore};
 use tessera_store::{Definitions, Ports};
@@ -61,15 +65,16 @@ pub async fn open_backend(config: &Config, public_url: &str) -> anyhow::Result<B
 }
 
 /// Every route of the local server, each request logged at `info` with its status and latency.
-pub fn app(backend: &Backend) -> Router {
-    let mut app = tessera_api::health::router(backend.ports.clone());
+pub fn app(backend: &Backend, auth: AuthService) -> Router {
+    let mut app = tessera_api::health::router(backend.ports.clone()).merge(tessera_api::auth::router(auth));
     if let Some(store) = &backend.embedded {
         app = app.merge(tessera_api::blobs::router(store.clone()));
     }
     let request_log = TraceLayer::new_for_http()
         .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
         .on_response(DefaultOnResponse::new().level(Level::INFO));
-    app.layer(request_log)
+    app.fallback(|| async { Problem::new(axum::http::StatusCode::NOT_FOUND, "no such route") })
+        .layer(request_log)
 }
 
 /// Serves on `listener` until `shutdown` resolves, then finishes the requests in flight.
@@ -81,16 +86,37 @@ pub async fn serve(
     let local = listener.local_addr().context("reading the bound address")?;
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{local}"));
     let backend = open_backend(config, &public_url).await?;
+    let auth = auth_service(config, &backend)?;
     if let Some(store) = &backend.embedded {
         tokio::spawn(apply_lifecycle(store.clone()));
     }
+    if let Err(error) = accounts::ensure_demo_account(&auth).await {
+        tracing::warn!(
+            error = format!("{error:#}"),
+            "no demo account: is the store bootstrapped? (`cargo run -- bootstrap --aws`)"
+        );
+    }
     tracing::info!(backend = backend.ports.backend, data_dir = %config.data_dir.display(), "listening on http://{local}");
-    axum::serve(listener, app(&backend))
+    let app = app(&backend, auth).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
         .context("serving HTTP")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The auth service on the real clock, with the configured JWT keys or, when
+/// `TESSERA_JWT_KEYS` is unset, the dev server's own key kept in its data folder.
+pub fn auth_service(config: &Config, backend: &Backend) -> anyhow::Result<AuthService> {
+    let fallback = accounts::local_jwt_keys(&config.data_dir)?;
+    let auth_config = config.auth(Some(fallback))?;
+    Ok(AuthService::new(
+        backend.ports.items.clone(),
+        Arc::new(SystemClock),
+        Arc::new(RandomIds),
+        auth_config,
+    ))
 }
 
 async fn apply_lifecycle(store: Arc<EmbeddedStore>) {

@@ -30,6 +30,31 @@ enum Command {
         #[arg(long)]
         aws: bool,
     },
+    /// Account administration on the configured backend.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Create a platform admin (`platform_admin`) with a tenant of their own.
+    CreateAdmin {
+        /// Their e-mail address.
+        #[arg(long)]
+        email: String,
+        /// Their display name.
+        #[arg(long, default_value = "Platform admin")]
+        name: String,
+        /// Their password; generated and printed once when unset.
+        #[arg(long, env = "TESSERA_ADMIN_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
+    /// Create a service credential (`tessera_svc_...`) for `/api/internal/*`, printed once.
+    CreateServiceKey {
+        /// The service's name, e.g. `gpu-worker`.
+        #[arg(long)]
+        name: String,
+    },
 }
 
 #[tokio::main]
@@ -52,6 +77,18 @@ async fn main() -> anyhow::Result<()> {
             let report = store.bootstrap(&Definitions::tessera()).await?;
             println!("{report}");
             Ok(())
+        }
+        Command::Admin(command) => {
+            let backend = tessera_dev::open_backend(&config, "http://127.0.0.1").await?;
+            let auth = tessera_dev::auth_service(&config, &backend)?;
+            match command {
+                AdminCommand::CreateAdmin { email, name, password } => {
+                    tessera_dev::accounts::create_admin(&auth, &email, &name, password).await
+                }
+                AdminCommand::CreateServiceKey { name } => {
+                    tessera_dev::accounts::create_service_key(&auth, &name).await
+                }
+            }
         }
         Command::Bootstrap { aws: false } => {
             config.backend = BackendKind::Embedded;

@@ -6,6 +6,7 @@
 //! Each has an AWS backend (`aws-sdk-*`) and an embedded backend (one SQLite file and a local
 //! folder). One conformance suite (in `tests/e2e`) proves the two behave the same.
 
+pub mod accounts;
 pub mod aws;
 pub mod blob;
 pub mod definitions;

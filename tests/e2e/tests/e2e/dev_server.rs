@@ -13,7 +13,7 @@ use tessera_store::item::Key;
 use tessera_store::queue::{OutgoingMessage, ReceiveRequest};
 use tessera_store::{BlobStore, ItemStore, Queue};
 
-use crate::support::{Backend, unique};
+use crate::support::{Backend, test_prefix, unique};
 
 /// A dev server on a free loopback port; stops when the returned sender is dropped or fired.
 async fn spawn_app(config: Config) -> (String, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
@@ -63,7 +63,9 @@ async fn health_reports_ok_with_the_embedded_backends_state() {
 async fn health_reports_ok_on_the_aws_backend() {
     let _emulator = Backend::aws().await;
     let dir = tempfile::tempdir().expect("dir");
-    let (base, _stop, _server) = spawn_app(config(BackendKind::Aws, dir.path())).await;
+    let mut config = config(BackendKind::Aws, dir.path());
+    config.naming = tessera_store::definitions::Naming::new(test_prefix()).expect("prefix");
+    let (base, _stop, _server) = spawn_app(config).await;
     let body: Value = reqwest::get(format!("{base}/health"))
         .await
         .expect("health")

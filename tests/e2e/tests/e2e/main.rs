@@ -3,6 +3,7 @@
 //! The `aws` variants need a local AWS emulator: `infra/test.sh` starts one. Run alone, they fail
 //! with a message that says how to start it; they never skip.
 
+mod auth;
 mod blobs;
 mod dev_server;
 mod items;

@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use rand::Rng;
 use rand::distr::Alphanumeric;
+use serde_json::{Value, json};
 use tempfile::TempDir;
-use tessera_core::Clock;
+use tessera_api::auth::{AuthConfig, AuthService, JwtKeys};
+use tessera_core::{Clock, RandomIds};
 use tessera_store::aws::AwsStore;
 use tessera_store::definitions::Naming;
 use tessera_store::embedded::{EmbeddedConfig, EmbeddedStore};
-use tessera_store::{BlobStore, BucketDef, Definitions, ItemStore, Queue, QueueDef};
+use tessera_store::{BlobStore, BucketDef, Definitions, ItemStore, Ports, Queue, QueueDef};
 use time::OffsetDateTime;
 
 /// Runs each named conformance test against both backends, as `<name>::embedded` and
@@ -158,7 +160,8 @@ pub fn unique(what: &str) -> String {
     format!("{what}{suffix}")
 }
 
-fn test_prefix() -> &'static str {
+/// The resource prefix of this test process on the emulator (bootstrapped by [`Backend::aws`]).
+pub fn test_prefix() -> &'static str {
     static PREFIX: OnceLock<String> = OnceLock::new();
     PREFIX.get_or_init(|| unique("t"))
 }
@@ -177,4 +180,134 @@ fn require_emulator() {
         .unwrap_or_else(|_| panic!("AWS_ENDPOINT_URL={endpoint} is not http://<ip>:<port>: {HOW}"));
     TcpStream::connect_timeout(&address, Duration::from_secs(2))
         .unwrap_or_else(|error| panic!("no AWS emulator answers at {endpoint} ({error}): {HOW}"));
+}
+
+/// The JWT signing secret of every test app.
+pub const TEST_JWT_SECRET: &str = "e2e-secret-0123456789abcdef0123456789";
+/// The kid of that secret.
+pub const TEST_JWT_KID: &str = "e2e1";
+
+/// The API families served over a backend on a loopback port, with the backend's clock.
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// A client whose requests come from an IP address of this app's own (`X-Forwarded-For`,
+    /// trusted by the app), so rate limits never leak between tests sharing a table.
+    pub client: reqwest::Client,
+    /// The auth service the app runs.
+    pub auth: AuthService,
+    /// The backend.
+    pub backend: Backend,
+}
+
+impl TestApp {
+    /// Serves every family over `backend` (trusting `X-Forwarded-For`).
+    pub async fn spawn(backend: Backend) -> Self {
+        let keys =
+            JwtKeys::parse(&format!("{TEST_JWT_KID}:{TEST_JWT_SECRET}"), "tessera", "tessera-api").expect("keys");
+        let auth = AuthService::new(
+            backend.items.clone(),
+            Arc::new(backend.clock.clone()),
+            Arc::new(RandomIds),
+            AuthConfig {
+                jwt: keys,
+                trust_forwarded_for: true,
+            },
+        );
+        let dev_backend = tessera_dev::Backend {
+            ports: Ports {
+                items: backend.items.clone(),
+                queue: backend.queue.clone(),
+                blobs: backend.blobs.clone(),
+                backend: "test",
+            },
+            embedded: None,
+        };
+        let app = tessera_dev::app(&dev_backend, auth.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self {
+            base,
+            client: client_from(&random_ip()),
+            auth,
+            backend,
+        }
+    }
+
+    /// The URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Signs up a new user with a unique e-mail; answers `(email, password, sign-up body)`.
+    pub async fn signup(&self) -> (String, String, Value) {
+        let email = format!("{}@example.com", unique("user"));
+        let password = "correct horse battery staple".to_owned();
+        let response = self
+            .client
+            .post(self.url("/api/auth/signup"))
+            .json(&json!({ "email": email, "password": password, "name": "Test User" }))
+            .send()
+            .await
+            .expect("signup");
+        assert_eq!(response.status(), 201);
+        (email, password, response.json().await.expect("json"))
+    }
+
+    /// A new user's access token.
+    pub async fn user_token(&self) -> String {
+        let (_, _, body) = self.signup().await;
+        body["tokens"]["access_token"].as_str().expect("token").to_owned()
+    }
+}
+
+/// A client that says it comes from `ip`.
+pub fn client_from(ip: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-forwarded-for", ip.parse().expect("header"));
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
+/// A random address in 10.0.0.0/8.
+pub fn random_ip() -> String {
+    let mut rng = rand::rng();
+    format!(
+        "10.{}.{}.{}",
+        rng.random::<u8>(),
+        rng.random::<u8>(),
+        rng.random_range(1..255u8)
+    )
+}
+
+/// The tenant-isolation check every family reuses: `stranger`'s request for another tenant's
+/// object must answer exactly like a request for an object that never existed (404), so ids
+/// of other tenants reveal nothing.
+pub async fn assert_hidden_from_stranger(
+    app: &TestApp,
+    stranger: &str,
+    method: reqwest::Method,
+    path: &str,
+    missing: &str,
+) {
+    let send = |path: String| {
+        app.client
+            .request(method.clone(), app.url(&path))
+            .bearer_auth(stranger)
+            .send()
+    };
+    let foreign = send(path.to_owned()).await.expect("request");
+    let status = foreign.status();
+    let foreign_body = foreign.text().await.expect("body");
+    let absent = send(missing.to_owned()).await.expect("request");
+    assert_eq!(status, 404, "{method} {path} by a stranger: {foreign_body}");
+    assert_eq!(absent.status(), 404, "{method} {missing}");
+    assert_eq!(
+        foreign_body,
+        absent.text().await.expect("body"),
+        "the two 404s must look alike"
+    );
 }
