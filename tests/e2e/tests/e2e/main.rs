@@ -7,5 +7,6 @@ mod auth;
 mod blobs;
 mod dev_server;
 mod items;
+mod lambdas;
 mod queues;
 mod support;

@@ -1,0 +1,80 @@
+//! The wiring shared by the Lambda binaries (`src/bin/<family>.rs`): configuration from the
+//! environment, the AWS backend, JSON logs, and the client IP taken from the API Gateway request
+//! context. Each binary is thin: it builds its family's router and hands it to `lambda_http::run`.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::Request;
+use lambda_http::RequestExt;
+use lambda_http::request::RequestContext;
+use tessera_api::auth::{AuthConfig, AuthService};
+use tessera_api::client_ip::ClientIp;
+use tessera_core::{RandomIds, SystemClock};
+use tessera_store::Ports;
+use tessera_store::aws::AwsStore;
+use tessera_store::definitions::Naming;
+
+/// Logs as JSON lines (CloudWatch), filtered by `RUST_LOG` (default `info`).
+pub fn init_logs() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_current_span(false)
+        .without_time()
+        .init();
+}
+
+/// The AWS backend named by `TESSERA_RESOURCE_PREFIX` (default `tessera`).
+pub async fn aws_ports() -> anyhow::Result<Ports> {
+    let naming = match std::env::var("TESSERA_RESOURCE_PREFIX") {
+        Ok(prefix) if !prefix.is_empty() => {
+            Naming::new(&prefix).with_context(|| format!("TESSERA_RESOURCE_PREFIX={prefix:?} is invalid"))?
+        }
+        _ => Naming::default(),
+    };
+    let store = AwsStore::from_env(naming, Arc::new(SystemClock))
+        .await
+        .context("configuring the AWS clients")?;
+    Ok(Ports::from_backend(Arc::new(store), "aws"))
+}
+
+/// The auth service over `ports`, with the auth settings of the environment (on Lambda,
+/// `TESSERA_JWT_KEYS` is required).
+pub fn auth_service(ports: &Ports) -> anyhow::Result<AuthService> {
+    let config = AuthConfig::from_lookup(|name| std::env::var(name).ok(), None)
+        .map_err(|(variable, reason)| anyhow::anyhow!("{variable} is invalid: {reason}"))?;
+    Ok(AuthService::new(
+        ports.items.clone(),
+        Arc::new(SystemClock),
+        Arc::new(RandomIds),
+        config,
+    ))
+}
+
+/// `router` as a Lambda serves it: the caller's IP comes from the API Gateway (or ALB) request
+/// context, never from a client header.
+pub fn lambda_router(router: Router) -> Router {
+    router.layer(axum::middleware::map_request(with_client_ip))
+}
+
+async fn with_client_ip(mut request: Request) -> Request {
+    if let Some(ip) = source_ip(&request) {
+        request.extensions_mut().insert(ClientIp(ip));
+    }
+    request
+}
+
+fn source_ip(request: &Request) -> Option<IpAddr> {
+    let raw = match request.request_context_ref()? {
+        RequestContext::ApiGatewayV2(context) => context.http.source_ip.clone(),
+        RequestContext::ApiGatewayV1(context) => context.identity.source_ip.clone(),
+        _ => None,
+    }?;
+    raw.parse().ok()
+}
