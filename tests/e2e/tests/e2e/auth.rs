@@ -371,6 +371,47 @@ async fn service_keys_and_user_credentials_never_cross(backend: Backend) {
     let mut forged = service.key.clone();
     forged.push('x');
     assert!(app.auth.authenticate(&forged, Accepts::Services).await.is_err());
+
+    let internal = internal_route(&app).await;
+    let call = |credential: String| {
+        let request = app
+            .client
+            .get(format!("{internal}/api/internal/whoami"))
+            .bearer_auth(credential);
+        async move { request.send().await.expect("internal") }
+    };
+    let answered = call(service.key.clone()).await;
+    assert_eq!(answered.status(), 200);
+    assert_eq!(answered.text().await.expect("body"), "gpu-worker");
+    for credential in [app.user_token().await, text(&key["key"]), forged] {
+        assert_eq!(call(credential).await.status(), 401);
+    }
+}
+
+/// A route behind the shared auth layer configured for services, as `/api/internal/*` uses it;
+/// answers the calling service's name. Returns the base URL.
+async fn internal_route(app: &TestApp) -> String {
+    use axum::middleware::from_fn_with_state;
+    use tessera_api::auth::Guard;
+    use tessera_api::auth::layer::{authenticate, platform_style};
+    let guard = Guard {
+        service: app.auth.clone(),
+        accepts: Accepts::Services,
+        render: platform_style,
+    };
+    let whoami = |axum::Extension(principal): axum::Extension<Principal>| async move {
+        match principal {
+            Principal::Service { name } => name,
+            other => format!("not a service: {other:?}"),
+        }
+    };
+    let router = axum::Router::new()
+        .route("/api/internal/whoami", axum::routing::get(whoami))
+        .layer(from_fn_with_state(guard, authenticate));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    base
 }
 
 async fn the_sixth_login_from_one_ip_in_15_minutes_is_refused(backend: Backend) {
