@@ -155,56 +155,6 @@ impl PlanTier {
             _ => Err(DomainError::InvalidInput(format!("unknown plan '{raw}'"))),
         }
     }
-
-    /// The plan's limits.
-    pub fn plan(self) -> Plan {
-        match self {
-            Self::Free => Plan {
-                name: "Free",
-                tier: self,
-                daily_token_limit: 10,
-                priority: 0,
-                requests_per_minute: 5,
-                concurrent_jobs: 1,
-            },
-            Self::Starter => Plan {
-                name: "Starter",
-                tier: self,
-                daily_token_limit: 100,
-                priority: 1,
-                requests_per_minute: 10,
-                concurrent_jobs: 2,
-            },
-            Self::Pro => Plan {
-                name: "Pro",
-                tier: self,
-                daily_token_limit: 300,
-                priority: 2,
-                requests_per_minute: 30,
-                concurrent_jobs: 5,
-            },
-        }
-    }
-}
-
-/// A plan's limits, as `GET /api/v1/user/me` shows them (`name`, `tier`, `daily_token_limit`,
-/// `priority`) plus the rate limits of the spec's table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Plan {
-    /// Display name, e.g. `Pro`.
-    pub name: &'static str,
-    /// The tier, e.g. `pro`.
-    pub tier: PlanTier,
-    /// Tokens a tenant may spend per UTC day.
-    pub daily_token_limit: u64,
-    /// Queue priority: 0 (free) to 2 (pro).
-    pub priority: u8,
-    /// Requests per minute on `/api/v1`.
-    #[serde(skip)]
-    pub requests_per_minute: u32,
-    /// Jobs queued or running at once.
-    #[serde(skip)]
-    pub concurrent_jobs: u32,
 }
 
 /// A normalised e-mail address: trimmed, lowercase, `local@domain` with a dotted domain.
@@ -422,15 +372,5 @@ mod tests {
         let scopes = Role::Member.scopes();
         assert!(scopes.contains(&Scope::JobsWrite) && !scopes.contains(&Scope::Admin));
         assert!(Role::Admin.scopes().contains(&Scope::Admin));
-    }
-
-    #[test]
-    fn plans_follow_the_spec_table() {
-        let pro = PlanTier::Pro.plan();
-        assert_eq!((pro.name, pro.daily_token_limit, pro.priority), ("Pro", 300, 2));
-        let limits: Vec<_> = [PlanTier::Free, PlanTier::Starter, PlanTier::Pro]
-            .map(|tier| (tier.plan().requests_per_minute, tier.plan().concurrent_jobs))
-            .into();
-        assert_eq!(limits, vec![(5, 1), (10, 2), (30, 5)]);
     }
 }

@@ -138,7 +138,7 @@ impl FromStr for JobStatus {
 }
 
 /// What kind of output a job produces, as the spec writes it (`"image"`, ...).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Capability {
     /// Still images.

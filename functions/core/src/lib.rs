@@ -3,12 +3,15 @@
 //! and the wire enums (capability, priority) shared by every crate.
 
 pub mod account;
+pub mod catalog;
 pub mod clock;
 pub mod error;
 pub mod ids;
 pub mod job;
+pub mod request;
 
-pub use account::{Email, Plan, PlanTier, Principal, Role, Scope};
+pub use account::{Email, PlanTier, Principal, Role, Scope};
+pub use catalog::{Catalog, ModelSpec, PlanSpec, Resolution, Tokens};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{DomainError, DomainResult};
 pub use ids::{ApiKeyId, ArtifactId, IdSource, JobId, RandomIds, SequentialIds, TenantId, UserId};

@@ -141,6 +141,8 @@ pub enum Condition {
     Compare(String, Cmp, Value),
     /// All of the conditions hold.
     All(Vec<Condition>),
+    /// At least one of the conditions holds.
+    Any(Vec<Condition>),
 }
 
 impl Condition {
@@ -161,6 +163,7 @@ impl Condition {
                 Some(actual) => compare(actual, *cmp, expected),
             },
             Self::All(conditions) => conditions.iter().all(|condition| condition.holds_for(item)),
+            Self::Any(conditions) => conditions.iter().any(|condition| condition.holds_for(item)),
         }
     }
 
@@ -179,10 +182,10 @@ impl Condition {
                 }
                 Ok(())
             }
-            Self::All(conditions) if conditions.is_empty() => Err(StoreError::InvalidInput(
-                "an All condition needs at least one part".into(),
+            Self::All(conditions) | Self::Any(conditions) if conditions.is_empty() => Err(StoreError::InvalidInput(
+                "an All or Any condition needs at least one part".into(),
             )),
-            Self::All(conditions) => conditions.iter().try_for_each(Condition::validate),
+            Self::All(conditions) | Self::Any(conditions) => conditions.iter().try_for_each(Condition::validate),
         }
     }
 }

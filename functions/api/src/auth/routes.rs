@@ -138,7 +138,18 @@ fn account_view(user: &UserRecord, tenant: &TenantRecord) -> Value {
             "personal": tenant.personal,
             "created_at": timestamp(tenant.created_at),
         },
-        "plan": tenant.plan.plan(),
+        "plan": plan_view(tenant.plan),
+    })
+}
+
+/// A plan as the spec shows it: `{name, tier, daily_token_limit, priority}`.
+pub fn plan_view(tier: tessera_core::PlanTier) -> Value {
+    let plan = tessera_core::Catalog::builtin().plan(tier);
+    json!({
+        "name": plan.name,
+        "tier": plan.tier,
+        "daily_token_limit": plan.daily_token_limit,
+        "priority": plan.priority,
     })
 }
 

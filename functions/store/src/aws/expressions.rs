@@ -55,11 +55,14 @@ impl Expressions {
                 format!("attribute_not_exists({})", self.name(name))
             }
             Condition::Compare(name, cmp, value) => self.compare(name, *cmp, value),
-            Condition::All(parts) => {
-                let parts: Vec<String> = parts.iter().map(|part| format!("({})", self.condition(part))).collect();
-                parts.join(" AND ")
-            }
+            Condition::All(parts) => self.joined(parts, " AND "),
+            Condition::Any(parts) => self.joined(parts, " OR "),
         }
+    }
+
+    fn joined(&mut self, parts: &[Condition], operator: &str) -> String {
+        let parts: Vec<String> = parts.iter().map(|part| format!("({})", self.condition(part))).collect();
+        parts.join(operator)
     }
 
     fn compare(&mut self, name: &str, cmp: Cmp, value: &Value) -> String {

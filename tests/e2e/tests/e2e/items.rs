@@ -27,6 +27,7 @@ conformance!(
     concurrent_conditional_updates_have_exactly_one_winner_per_version,
     update_creates_an_absent_item_and_adds_removes_sets,
     conditional_delete_refuses_when_the_condition_fails,
+    an_any_condition_bounds_a_counter_that_starts_absent,
     query_pages_through_a_partition_in_both_orders,
     query_selects_sort_key_ranges_and_prefixes,
     query_on_a_secondary_index_is_sparse_and_pages_both_ways,
@@ -657,4 +658,28 @@ impl Backend {
     fn clock_now(&self) -> i64 {
         tessera_core::Clock::now_unix(&self.clock)
     }
+}
+
+/// `Any` holds when one part does: the shape of a quota counter that may not exist yet.
+async fn an_any_condition_bounds_a_counter_that_starts_absent(backend: Backend) {
+    let table = jobs_table();
+    let key = Key::new(unique("usage#"), "day");
+    let below_limit = || {
+        Condition::Any(vec![
+            Condition::AttributeNotExists("used".into()),
+            Condition::Compare("used".into(), Cmp::Le, json!(7)),
+        ])
+    };
+    let mut accepted = 0;
+    for _ in 0..5 {
+        let update = Update::set("kind", "usage").and_add("used", 3);
+        match backend.items.update(&table, &key, update, Some(below_limit())).await {
+            Ok(_) => accepted += 1,
+            Err(StoreError::Conflict(_)) => {}
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert_eq!(accepted, 3, "0, 3 and 6 are within the bound; 9 is not");
+    let stored = backend.items.get(&table, &key).await.expect("get").expect("item");
+    assert_eq!(stored["used"], 9);
 }
