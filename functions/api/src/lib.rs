@@ -8,3 +8,4 @@ pub mod client_ip;
 pub mod health;
 pub mod problem;
 pub mod rate_limit;
+pub mod v1;

@@ -231,6 +231,18 @@ impl FromStr for Priority {
     }
 }
 
+/// The message sent to a job's queue lane: just enough for a worker to claim the job (the job
+/// item is the truth; a duplicate or stale message is harmless because claiming is conditional).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobMessage {
+    /// The job to run.
+    pub job_id: crate::ids::JobId,
+    /// Its capability (the lane).
+    pub capability: Capability,
+    /// Its priority (the lane).
+    pub priority: Priority,
+}
+
 #[cfg(test)]
 mod tests {
     use super::JobStatus::*;

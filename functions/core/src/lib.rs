@@ -15,4 +15,4 @@ pub use catalog::{Catalog, ModelSpec, PlanSpec, Resolution, Tokens};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{DomainError, DomainResult};
 pub use ids::{ApiKeyId, ArtifactId, IdSource, JobId, RandomIds, SequentialIds, TenantId, UserId};
-pub use job::{Capability, JobStatus, Priority, Transition};
+pub use job::{Capability, JobMessage, JobStatus, Priority, Transition};

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use tessera_api::auth::AuthConfig;
+use tessera_core::request::WebhookRules;
 use tessera_store::definitions::Naming;
 
 /// The variables of the auth settings, read by [`AuthConfig::from_lookup`].
@@ -38,6 +39,9 @@ pub struct Config {
     pub public_url: Option<String>,
     /// `TESSERA_RESOURCE_PREFIX`: the prefix of AWS resource names (default `tessera`).
     pub naming: Naming,
+    /// `TESSERA_WEBHOOK_ALLOW_HTTP` / `TESSERA_WEBHOOK_ALLOW_PRIVATE`: what webhook URLs may be
+    /// (both `false` by default: https to public hosts only).
+    pub webhooks: WebhookRules,
     /// The auth variables as read (`TESSERA_JWT_*`, `TESSERA_TRUST_FORWARDED_FOR`).
     auth_variables: BTreeMap<&'static str, String>,
 }
@@ -92,6 +96,15 @@ impl Config {
                 Naming::new(&prefix).map_err(|error| invalid("TESSERA_RESOURCE_PREFIX", &prefix, &error.to_string()))?
             }
         };
+        let flag = |variable: &'static str| match read(variable).as_deref() {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(invalid(variable, other, "expected 'true' or 'false'")),
+        };
+        let webhooks = WebhookRules {
+            allow_http: flag("TESSERA_WEBHOOK_ALLOW_HTTP")?,
+            allow_private: flag("TESSERA_WEBHOOK_ALLOW_PRIVATE")?,
+        };
         let auth_variables = AUTH_VARIABLES
             .into_iter()
             .filter_map(|variable| read(variable).map(|value| (variable, value)))
@@ -102,6 +115,7 @@ impl Config {
             backend,
             public_url,
             naming,
+            webhooks,
             auth_variables,
         };
         config.auth(Some(format!("check:{}", "x".repeat(32))))?;

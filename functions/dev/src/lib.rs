@@ -13,6 +13,7 @@ use anyhow::Context;
 use axum::Router;
 use tessera_api::auth::AuthService;
 use tessera_api::problem::Problem;
+use tessera_api::v1::V1State;
 use tessera_core::{Clock, RandomIds, SystemClock};
 use tessera_store::aws::AwsStore;
 use tessera_store::embedded::{EmbeddedConfig, EmbeddedStore};
@@ -65,8 +66,10 @@ pub async fn open_backend(config: &Config, public_url: &str) -> anyhow::Result<B
 }
 
 /// Every route of the local server, each request logged at `info` with its status and latency.
-pub fn app(backend: &Backend, auth: AuthService) -> Router {
-    let mut app = tessera_api::health::router(backend.ports.clone()).merge(tessera_api::auth::router(auth));
+pub fn app(backend: &Backend, auth: AuthService, v1: V1State) -> Router {
+    let mut app = tessera_api::health::router(backend.ports.clone())
+        .merge(tessera_api::auth::router(auth))
+        .merge(tessera_api::v1::router(v1));
     if let Some(store) = &backend.embedded {
         app = app.merge(tessera_api::blobs::router(store.clone()));
     }
@@ -97,7 +100,14 @@ pub async fn serve(
         );
     }
     tracing::info!(backend = backend.ports.backend, data_dir = %config.data_dir.display(), "listening on http://{local}");
-    let app = app(&backend, auth).into_make_service_with_connect_info::<SocketAddr>();
+    let v1 = V1State::new(
+        &backend.ports,
+        auth.clone(),
+        Arc::new(SystemClock),
+        Arc::new(RandomIds),
+        config.webhooks,
+    );
+    let app = app(&backend, auth, v1).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

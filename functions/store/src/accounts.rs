@@ -187,6 +187,15 @@ impl Accounts {
             .map(drop)
     }
 
+    /// Moves a tenant to another plan.
+    pub async fn set_plan(&self, id: &TenantId, plan: PlanTier) -> StoreResult<()> {
+        let update = Update::set("plan", plan.as_str());
+        self.items
+            .update(&self.table, &tenant_key(id), update, Some(Condition::Exists))
+            .await
+            .map(drop)
+    }
+
     /// The tenant with this id.
     pub async fn tenant(&self, id: &TenantId) -> StoreResult<Option<TenantRecord>> {
         self.get_record(tenant_key(id)).await

@@ -7,6 +7,7 @@ mod auth;
 mod blobs;
 mod dev_server;
 mod items;
+mod jobs_api;
 mod lambdas;
 mod queues;
 mod support;

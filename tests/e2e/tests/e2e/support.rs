@@ -9,6 +9,8 @@ use rand::distr::Alphanumeric;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tessera_api::auth::{AuthConfig, AuthService, JwtKeys};
+use tessera_api::v1::V1State;
+use tessera_core::request::WebhookRules;
 use tessera_core::{Clock, RandomIds};
 use tessera_store::aws::AwsStore;
 use tessera_store::definitions::Naming;
@@ -223,7 +225,17 @@ impl TestApp {
             },
             embedded: None,
         };
-        let app = tessera_dev::app(&dev_backend, auth.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let v1 = V1State::new(
+            &dev_backend.ports,
+            auth.clone(),
+            Arc::new(backend.clock.clone()),
+            Arc::new(RandomIds),
+            WebhookRules {
+                allow_http: true,
+                allow_private: true,
+            },
+        );
+        let app = tessera_dev::app(&dev_backend, auth.clone(), v1).into_make_service_with_connect_info::<SocketAddr>();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         tokio::spawn(async move { axum::serve(listener, app).await });

@@ -1,0 +1,465 @@
+//! The `jobs` family: create (with quotas and `Idempotency-Key`), get, list and cancel.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use rand::Rng;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tessera_core::request::{JobRequest, parse_job_request};
+use tessera_core::{Capability, JobId, JobMessage, JobStatus, Principal, Scope, Tokens};
+use tessera_store::accounts::TenantRecord;
+use tessera_store::definitions::{artifacts_bucket, job_queue};
+use tessera_store::jobs::{CreateRefused, IdempotencyRecord, JobParams, JobRecord, Quota};
+use tessera_store::queue::OutgoingMessage;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::{ApiError, V1State, protected};
+use crate::auth::routes::timestamp;
+
+/// How long artifact URLs stay valid after completion (the artifacts bucket's lifecycle).
+const ARTIFACT_DAYS: i64 = 7;
+/// The longest `Idempotency-Key`.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// The family's routes.
+pub fn router(state: V1State) -> Router {
+    let routes = Router::new()
+        .route("/api/v1/jobs", post(create).get(list))
+        .route("/api/v1/jobs/{job_id}", get(show).delete(cancel));
+    protected(routes, state)
+}
+
+fn require(principal: &Principal, scope: Scope) -> Result<(), ApiError> {
+    if principal.has_scope(scope) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            format!("this credential lacks the {scope} scope"),
+            json!({ "required_scope": scope }),
+        ))
+    }
+}
+
+async fn create(
+    State(state): State<V1State>,
+    Extension(principal): Extension<Principal>,
+    Extension(tenant): Extension<TenantRecord>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    require(&principal, Scope::JobsWrite)?;
+    let idempotency_key = idempotency_key(&headers)?;
+    let request_hash = hex_sha256(&body);
+    if let Some(key) = &idempotency_key
+        && let Some(record) = state.jobs.idempotency(&tenant.id, key).await?
+    {
+        return replay(&record, &request_hash);
+    }
+    let body: Value =
+        serde_json::from_slice(&body).map_err(|error| ApiError::invalid("body", format!("not JSON: {error}")))?;
+    let plan = state.catalog.plan(tenant.plan);
+    let request = parse_job_request(&body, plan, state.catalog, state.webhooks, rand::rng().random())?;
+    let user_id = principal
+        .user_id()
+        .cloned()
+        .ok_or_else(|| ApiError::from(crate::auth::AuthError::Forbidden("no user".into())))?;
+    let now = state.now();
+    let job = new_job(&state, &tenant, user_id, &request, now);
+    let ahead = state.jobs.queued_ahead(&job).await?;
+    let answer = json!({
+        "job_id": job.job_id,
+        "status": JobStatus::Queued,
+        "estimated_time_seconds": eta(&job, ahead),
+        "cost_tokens": Tokens(job.cost),
+        "queue_position": ahead + 1,
+        "created_at": timestamp(now),
+    });
+    let record = IdempotencyRecord {
+        request_hash: request_hash.clone(),
+        status: StatusCode::CREATED.as_u16(),
+        body: answer.to_string(),
+    };
+    let quota = Quota {
+        daily_tokens: Tokens::whole(plan.daily_token_limit).0,
+        concurrent_jobs: plan.concurrent_jobs,
+    };
+    let idempotency = idempotency_key.as_deref().map(|key| (key, &record, now));
+    match state.jobs.create(&job, quota, idempotency).await {
+        Ok(()) => {}
+        Err(CreateRefused::Replay(existing)) => return replay(&existing, &request_hash),
+        Err(CreateRefused::Quota) => return Err(quota_exceeded(plan.daily_token_limit, job.cost)),
+        Err(CreateRefused::Concurrency) => {
+            let details = format!(
+                "Your plan runs {} job(s) at once. Retry when one finishes.",
+                plan.concurrent_jobs
+            );
+            let wait = i64::from(job.estimated_time_seconds.max(1));
+            return Err(ApiError::rate_limited("Too many concurrent jobs", details, wait));
+        }
+        Err(CreateRefused::Store(error)) => return Err(error.into()),
+    }
+    enqueue(&state, &job).await;
+    tracing::info!(job = %job.job_id, tenant = %tenant.id, cost = job.cost, "job created");
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+/// Sends the job's queue message; a failure leaves the job `QUEUED` with `enqueued: false`, for
+/// the repair sweep to re-send.
+async fn enqueue(state: &V1State, job: &JobRecord) {
+    let message = JobMessage {
+        job_id: job.job_id.clone(),
+        capability: job.capability,
+        priority: job.priority,
+    };
+    let body = serde_json::to_string(&message).unwrap_or_default();
+    let lane = job_queue(job.capability, job.priority);
+    match state.queue.send(&lane, OutgoingMessage::new(body)).await {
+        Ok(_) => {
+            if let Err(error) = state.jobs.mark_enqueued(&job.job_id).await {
+                tracing::warn!(job = %job.job_id, %error, "sent, but not marked enqueued");
+            }
+        }
+        Err(error) => tracing::error!(job = %job.job_id, %error, "queue send failed: left for the sweep"),
+    }
+}
+
+fn new_job(
+    state: &V1State,
+    tenant: &TenantRecord,
+    user_id: tessera_core::UserId,
+    request: &JobRequest,
+    now: i64,
+) -> JobRecord {
+    JobRecord {
+        job_id: JobId::generate(state.ids.as_ref()),
+        tenant_id: tenant.id.clone(),
+        user_id,
+        capability: request.capability,
+        model: request.model.id.clone(),
+        model_version: request.model.versioned_id(),
+        params: JobParams {
+            prompt: request.prompt.clone(),
+            negative_prompt: request.negative_prompt.clone(),
+            resolution: request.resolution.map(|resolution| resolution.to_string()),
+            steps: request.steps,
+            seed: request.seed,
+        },
+        priority: request.priority,
+        status: JobStatus::Queued,
+        cost: request.cost.0,
+        usage_day: utc_day(now),
+        webhook_url: request.webhook_url.clone(),
+        estimated_time_seconds: request.model.estimated_time_seconds,
+        created_at: now,
+        started_at: None,
+        completed_at: None,
+        failed_at: None,
+        cancelled_at: None,
+        progress: 0,
+        attempt: 0,
+        error: None,
+        retry_available: false,
+        artifacts: Vec::new(),
+        enqueued: false,
+    }
+}
+
+/// The UTC day of `unix` seconds, `yyyy-mm-dd`.
+pub fn utc_day(unix: i64) -> String {
+    let date = OffsetDateTime::from_unix_timestamp(unix).map_or(OffsetDateTime::UNIX_EPOCH.date(), |time| time.date());
+    format!("{:04}-{:02}-{:02}", date.year(), u8::from(date.month()), date.day())
+}
+
+/// Seconds until the job should finish: the jobs ahead and itself, on one worker.
+fn eta(job: &JobRecord, ahead: u64) -> u64 {
+    (ahead + 1) * u64::from(job.estimated_time_seconds)
+}
+
+fn quota_exceeded(daily_limit: u64, cost: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYMENT_REQUIRED,
+        "QUOTA_EXCEEDED",
+        "User out of tokens",
+        format!(
+            "This job costs {} tokens and would exceed your daily limit of {daily_limit}. The quota resets at 00:00 UTC.",
+            Tokens(cost)
+        ),
+    )
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|key| !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY && key.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| ApiError::invalid("Idempotency-Key", "1 to 255 visible ASCII characters"))?;
+    Ok(Some(key.to_owned()))
+}
+
+/// The first answer for this key, or 409 when the key came with another body.
+fn replay(record: &IdempotencyRecord, request_hash: &str) -> Result<Response, ApiError> {
+    if record.request_hash != request_hash {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "IDEMPOTENCY_KEY_REUSED",
+            "This Idempotency-Key was used with a different request body",
+            json!({ "field": "Idempotency-Key" }),
+        ));
+    }
+    let body: Value = serde_json::from_str(&record.body).unwrap_or(Value::Null);
+    let status = StatusCode::from_u16(record.status).unwrap_or(StatusCode::CREATED);
+    let mut response = (status, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert("idempotent-replayed", axum::http::HeaderValue::from_static("true"));
+    Ok(response)
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The tenant's job with this id; 404 for a malformed, missing or foreign id alike.
+async fn tenant_job(state: &V1State, tenant: &TenantRecord, raw_id: &str) -> Result<JobRecord, ApiError> {
+    let id = JobId::parse(raw_id).map_err(|_| ApiError::job_not_found())?;
+    state
+        .jobs
+        .get_for(&tenant.id, &id)
+        .await?
+        .ok_or_else(ApiError::job_not_found)
+}
+
+async fn show(
+    State(state): State<V1State>,
+    Extension(principal): Extension<Principal>,
+    Extension(tenant): Extension<TenantRecord>,
+    Path(job_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    require(&principal, Scope::JobsRead)?;
+    let job = tenant_job(&state, &tenant, &job_id).await?;
+    Ok(Json(job_view(&state, &job).await?))
+}
+
+/// The spec's shape for the job's state.
+async fn job_view(state: &V1State, job: &JobRecord) -> Result<Value, ApiError> {
+    Ok(match job.status {
+        JobStatus::Queued => {
+            let ahead = state.jobs.queued_ahead(job).await?;
+            json!({
+                "job_id": job.job_id,
+                "status": job.status,
+                "queue_position": ahead + 1,
+                "estimated_time_seconds": eta(job, ahead),
+                "created_at": timestamp(job.created_at),
+            })
+        }
+        JobStatus::Running => json!({
+            "job_id": job.job_id,
+            "status": job.status,
+            "progress": job.progress,
+            "started_at": job.started_at.map(timestamp),
+        }),
+        JobStatus::Completed => completed_view(state, job).await?,
+        JobStatus::Failed => json!({
+            "job_id": job.job_id,
+            "status": job.status,
+            "error": job.error,
+            "created_at": timestamp(job.created_at),
+            "failed_at": job.failed_at.map(timestamp),
+            "retry_available": job.retry_available,
+        }),
+        JobStatus::Cancelled => json!({
+            "job_id": job.job_id,
+            "status": job.status,
+            "created_at": timestamp(job.created_at),
+            "cancelled_at": job.cancelled_at.map(timestamp),
+        }),
+    })
+}
+
+async fn completed_view(state: &V1State, job: &JobRecord) -> Result<Value, ApiError> {
+    let completed_at = job.completed_at.unwrap_or(job.created_at);
+    let expires_at = completed_at + ARTIFACT_DAYS * 24 * 60 * 60;
+    let remaining = (expires_at - state.now()).clamp(1, ARTIFACT_DAYS * 24 * 60 * 60);
+    let valid_for = Duration::from_secs(u64::try_from(remaining).unwrap_or(1));
+    let bucket = artifacts_bucket();
+    let mut artifacts = Vec::new();
+    for artifact in &job.artifacts {
+        let url = state.blobs.signed_url(&bucket, &artifact.key, valid_for).await?;
+        let thumbnail_url = match &artifact.thumbnail_key {
+            Some(key) => Some(state.blobs.signed_url(&bucket, key, valid_for).await?),
+            None => None,
+        };
+        artifacts.push(json!({
+            "id": artifact.id,
+            "type": artifact.kind,
+            "url": url,
+            "thumbnail_url": thumbnail_url,
+            "format": artifact.format,
+            "width": artifact.width,
+            "height": artifact.height,
+            "file_size_bytes": artifact.file_size_bytes,
+            "expires_at": timestamp(expires_at),
+        }));
+    }
+    Ok(json!({
+        "job_id": job.job_id,
+        "status": job.status,
+        "created_at": timestamp(job.created_at),
+        "started_at": job.started_at.map(timestamp),
+        "completed_at": timestamp(completed_at),
+        "execution_time_seconds": job.started_at.map(|started| completed_at - started),
+        "artifacts": artifacts,
+        "metadata": {
+            "seed": job.params.seed,
+            "model_used": job.model_version,
+            "actual_steps": job.params.steps,
+        },
+    }))
+}
+
+async fn cancel(
+    State(state): State<V1State>,
+    Extension(principal): Extension<Principal>,
+    Extension(tenant): Extension<TenantRecord>,
+    Path(job_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    require(&principal, Scope::JobsWrite)?;
+    let job = tenant_job(&state, &tenant, &job_id).await?;
+    let id = job.job_id.clone();
+    let now = state.now();
+    match state.jobs.cancel(&job, now).await {
+        Ok(()) => {}
+        Err(tessera_store::StoreError::Conflict(_)) => {
+            let current = state
+                .jobs
+                .get_for(&tenant.id, &id)
+                .await?
+                .ok_or_else(ApiError::job_not_found)?;
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "CONFLICT",
+                format!("the job is already {}", current.status.as_str()),
+                json!({ "status": current.status }),
+            ));
+        }
+        Err(error) => return Err(error.into()),
+    }
+    tracing::info!(job = %id, tenant = %tenant.id, refund = job.cost, "job cancelled");
+    Ok(Json(json!({
+        "job_id": job.job_id,
+        "status": JobStatus::Cancelled,
+        "cancelled_at": timestamp(now),
+        "refund_tokens": Tokens(job.cost),
+    })))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    capability: Option<String>,
+    limit: Option<String>,
+    offset: Option<String>,
+    since: Option<String>,
+}
+
+async fn list(
+    State(state): State<V1State>,
+    Extension(principal): Extension<Principal>,
+    Extension(tenant): Extension<TenantRecord>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require(&principal, Scope::JobsRead)?;
+    let Query(query) = query.map_err(|rejection| ApiError::invalid("query", rejection.body_text()))?;
+    let status = query
+        .status
+        .as_deref()
+        .map(|raw| {
+            JobStatus::ALL
+                .into_iter()
+                .find(|status| status.as_str() == raw)
+                .ok_or_else(|| ApiError::invalid("status", "expected QUEUED, RUNNING, COMPLETED, FAILED or CANCELLED"))
+        })
+        .transpose()?;
+    let capability = query
+        .capability
+        .as_deref()
+        .map(|raw| {
+            raw.parse::<Capability>()
+                .map_err(|error| ApiError::invalid("capability", error.to_string()))
+        })
+        .transpose()?;
+    let limit = bounded(query.limit.as_deref(), "limit", 20, 1, 100)?;
+    let offset = bounded(query.offset.as_deref(), "offset", 0, 0, u64::MAX)?;
+    let since = query
+        .since
+        .as_deref()
+        .map(|raw| {
+            OffsetDateTime::parse(raw, &Rfc3339)
+                .map(|time| time.unix_timestamp())
+                .map_err(|_| ApiError::invalid("since", "expected an ISO 8601 timestamp, e.g. 2025-12-17T20:00:00Z"))
+        })
+        .transpose()?;
+    let jobs: Vec<JobRecord> = state
+        .jobs
+        .list_for(&tenant.id, since)
+        .await?
+        .into_iter()
+        .filter(|job| status.is_none_or(|wanted| job.status == wanted))
+        .filter(|job| capability.is_none_or(|wanted| job.capability == wanted))
+        .collect();
+    let total = jobs.len() as u64;
+    let page: Vec<Value> = jobs
+        .iter()
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(limit).unwrap_or(100))
+        .map(summary)
+        .collect();
+    Ok(Json(json!({
+        "jobs": page,
+        "pagination": {
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+            "has_more": offset.saturating_add(limit) < total,
+        },
+    })))
+}
+
+fn summary(job: &JobRecord) -> Value {
+    let mut row = json!({
+        "job_id": job.job_id,
+        "capability": job.capability,
+        "status": job.status,
+        "created_at": timestamp(job.created_at),
+    });
+    if let Some(completed_at) = job.completed_at {
+        row["completed_at"] = json!(timestamp(completed_at));
+    }
+    row
+}
+
+fn bounded(raw: Option<&str>, field: &str, default: u64, min: u64, max: u64) -> Result<u64, ApiError> {
+    match raw {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse::<u64>()
+            .ok()
+            .filter(|value| (min..=max).contains(value))
+            .ok_or_else(|| ApiError::invalid(field, format!("expected an integer from {min} to {max}"))),
+    }
+}

@@ -1,0 +1,135 @@
+//! The generation API (`/api/v1`): the `jobs`, `users` and `models` families, their shared
+//! state, and the per-plan request limit every one of them counts against.
+
+pub mod error;
+pub mod jobs;
+pub mod models;
+pub mod users;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use tessera_core::request::WebhookRules;
+use tessera_core::{Catalog, Clock, IdSource, Principal};
+use tessera_store::jobs::Jobs;
+use tessera_store::{BlobStore, Ports, Queue};
+
+pub use error::ApiError;
+
+use crate::auth::layer::authenticate;
+use crate::auth::{Accepts, AuthService, Guard};
+use crate::rate_limit::Rule;
+
+/// Everything the `/api/v1` families need, cheap to clone.
+#[derive(Clone)]
+pub struct V1State {
+    /// Authentication and the shared limiter.
+    pub auth: AuthService,
+    /// The jobs repository.
+    pub jobs: Jobs,
+    /// The job queues.
+    pub queue: Arc<dyn Queue>,
+    /// The artifacts.
+    pub blobs: Arc<dyn BlobStore>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Where job ids come from.
+    pub ids: Arc<dyn IdSource>,
+    /// Plans, models and prices.
+    pub catalog: &'static Catalog,
+    /// What webhook URLs may be.
+    pub webhooks: WebhookRules,
+}
+
+impl V1State {
+    /// The state over `ports`.
+    pub fn new(
+        ports: &Ports,
+        auth: AuthService,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdSource>,
+        webhooks: WebhookRules,
+    ) -> Self {
+        Self {
+            auth,
+            jobs: Jobs::new(ports.items.clone()),
+            queue: ports.queue.clone(),
+            blobs: ports.blobs.clone(),
+            clock,
+            ids,
+            catalog: Catalog::builtin(),
+            webhooks,
+        }
+    }
+
+    /// Now, in unix seconds.
+    pub fn now(&self) -> i64 {
+        self.clock.now().unix_timestamp()
+    }
+}
+
+/// All three families on one router (the dev server); each Lambda serves one of them.
+pub fn router(state: V1State) -> Router {
+    jobs::router(state.clone())
+        .merge(users::router(state.clone()))
+        .merge(models::router(state))
+}
+
+/// Wraps a family's routes in the v1 auth layer and the per-plan request limit.
+pub(crate) fn protected(routes: Router<V1State>, state: V1State) -> Router {
+    let guard = Guard {
+        service: state.auth.clone(),
+        accepts: Accepts::Users,
+        render: error::v1_style,
+    };
+    routes
+        .layer(from_fn_with_state(state.clone(), plan_limit))
+        .layer(from_fn_with_state(guard, authenticate))
+        .with_state(state)
+}
+
+/// Middleware: loads the caller's tenant (for the handlers), and counts the request against its
+/// plan's requests per minute, answering 429 `RATE_LIMITED` with `retry_after` over it.
+async fn plan_limit(State(state): State<V1State>, mut request: Request, next: Next) -> Response {
+    let Some(tenant_id) = request
+        .extensions()
+        .get::<Principal>()
+        .and_then(Principal::tenant_id)
+        .cloned()
+    else {
+        return ApiError::from(crate::auth::AuthError::Unauthenticated("no tenant")).into_response();
+    };
+    let tenant = match state.auth.accounts().tenant(&tenant_id).await {
+        Ok(Some(tenant)) => tenant,
+        Ok(None) => {
+            return ApiError::from(crate::auth::AuthError::Unauthenticated("the account no longer exists"))
+                .into_response();
+        }
+        Err(error) => return ApiError::from(error).into_response(),
+    };
+    let plan = state.catalog.plan(tenant.plan);
+    let rule = Rule::new("v1", plan.requests_per_minute, 60);
+    let decision = match state.auth.limiter().hit(rule, tenant_id.as_str()).await {
+        Ok(decision) => decision,
+        Err(error) => {
+            tracing::error!(%error, "rate limiter unavailable: letting the request through");
+            request.extensions_mut().insert(tenant);
+            return next.run(request).await;
+        }
+    };
+    let mut response = if decision.allowed {
+        request.extensions_mut().insert(tenant);
+        next.run(request).await
+    } else {
+        let details = format!(
+            "You can make {} requests per minute. Retry after {} seconds.",
+            rule.limit, decision.retry_after
+        );
+        ApiError::rate_limited("Rate limit exceeded", details, decision.retry_after).into_response()
+    };
+    decision.write_headers(response.headers_mut());
+    response
+}

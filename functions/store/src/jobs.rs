@@ -1,0 +1,513 @@
+//! The jobs repository: jobs, the quota counters they move (daily usage and jobs in flight), and
+//! idempotency records. Every state change is one conditional transaction.
+//!
+//! | item | table | pk | sk | index |
+//! | --- | --- | --- | --- | --- |
+//! | job | jobs | `JOB#<id>` | `JOB` | gsi1: `TENANT#<id>#JOBS` / `<created>#<id>`; gsi2 while queued: `LANE#<cap>#<prio>` / `<created>#<id>` |
+//! | idempotency record | jobs | `IDEMPOTENCY#<tenant>#<key>` | `IDEMPOTENCY` | (ttl 24 h) |
+//! | daily usage | accounts | `USAGE#<tenant>` | `DAY#<yyyy-mm-dd>` | |
+//! | jobs in flight | accounts | `TENANT#<id>` | `ACTIVE` | |
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tessera_core::{Capability, JobId, JobStatus, Priority, TenantId, UserId};
+
+use crate::definitions::{accounts_table, jobs_table};
+use crate::item::{Cmp, Condition, Item, ItemStore, Key, Query, SortRange, TableDef, Update, Write};
+use crate::{StoreError, StoreResult};
+
+/// How long an idempotency record is kept, in seconds.
+pub const IDEMPOTENCY_SECONDS: i64 = 24 * 60 * 60;
+
+/// The parameters a job runs with, after validation and defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobParams {
+    /// The prompt.
+    pub prompt: String,
+    /// What to avoid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub negative_prompt: Option<String>,
+    /// `WxH`, for image and video.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<String>,
+    /// Sampling steps.
+    pub steps: u32,
+    /// The seed.
+    pub seed: u64,
+}
+
+/// Why a job failed, as the spec's `error` object shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobError {
+    /// E.g. `WORKER_TIMEOUT`.
+    pub code: String,
+    /// One sentence.
+    pub message: String,
+    /// More, if known.
+    #[serde(default)]
+    pub details: String,
+}
+
+/// One output file of a finished job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactRecord {
+    /// `artifact_...`.
+    pub id: String,
+    /// `image`, `video`, `audio`, `text`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Blob key in the artifacts bucket.
+    pub key: String,
+    /// Blob key of the thumbnail, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail_key: Option<String>,
+    /// File format, e.g. `png`.
+    pub format: String,
+    /// Pixels across, for images and video.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    /// Pixels down, for images and video.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// Size in bytes.
+    pub file_size_bytes: u64,
+}
+
+/// A generation job as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The job's id.
+    pub job_id: JobId,
+    /// Whose.
+    pub tenant_id: TenantId,
+    /// Who created it.
+    pub user_id: UserId,
+    /// What it produces.
+    pub capability: Capability,
+    /// The model id, e.g. `sdxl`.
+    pub model: String,
+    /// The model's versioned id, e.g. `sdxl-1.0`.
+    pub model_version: String,
+    /// What it runs with.
+    pub params: JobParams,
+    /// Its queue lane.
+    pub priority: Priority,
+    /// Where it is in its life.
+    pub status: JobStatus,
+    /// Tokens reserved, in thousandths.
+    pub cost: u64,
+    /// The UTC day (`yyyy-mm-dd`) the tokens were charged to.
+    pub usage_day: String,
+    /// Where to POST the final state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+    /// Typical run time, from the model.
+    pub estimated_time_seconds: u32,
+    /// Creation time, unix seconds.
+    pub created_at: i64,
+    /// When a worker took it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<i64>,
+    /// When it completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<i64>,
+    /// When it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_at: Option<i64>,
+    /// When it was cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelled_at: Option<i64>,
+    /// Progress while running, 0 to 100.
+    #[serde(default)]
+    pub progress: u8,
+    /// Runs so far (1 on the first claim).
+    #[serde(default)]
+    pub attempt: u32,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<JobError>,
+    /// Whether a failed job may be retried.
+    #[serde(default)]
+    pub retry_available: bool,
+    /// Its outputs, once completed.
+    #[serde(default)]
+    pub artifacts: Vec<ArtifactRecord>,
+    /// Whether its queue message was sent (the sweep re-sends the others).
+    #[serde(default)]
+    pub enqueued: bool,
+}
+
+/// What a creation must stay within.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Tokens per day, in thousandths.
+    pub daily_tokens: u64,
+    /// Jobs queued or running at once.
+    pub concurrent_jobs: u32,
+}
+
+/// A stored answer to an `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    /// Hex SHA-256 of the request body.
+    pub request_hash: String,
+    /// The HTTP status answered.
+    pub status: u16,
+    /// The JSON body answered.
+    pub body: String,
+}
+
+/// Why a creation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CreateRefused {
+    /// Today's tokens would exceed the plan's.
+    #[error("daily token quota exceeded")]
+    Quota,
+    /// The plan's jobs in flight are all taken.
+    #[error("too many jobs in flight")]
+    Concurrency,
+    /// The idempotency key was used already: here is what it answered.
+    #[error("idempotency key already used")]
+    Replay(IdempotencyRecord),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Today's counters of one tenant.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DailyUsage {
+    /// `yyyy-mm-dd`.
+    pub date: String,
+    /// Tokens charged (net of refunds), in thousandths.
+    pub tokens_used: i64,
+    /// Jobs that completed.
+    pub jobs_completed: i64,
+    /// Jobs that failed.
+    pub jobs_failed: i64,
+    /// Tokens per capability, in thousandths.
+    pub breakdown: Vec<(Capability, i64)>,
+}
+
+/// Reads and writes jobs and their counters.
+#[derive(Clone)]
+pub struct Jobs {
+    items: Arc<dyn ItemStore>,
+    jobs: TableDef,
+    accounts: TableDef,
+}
+
+impl std::fmt::Debug for Jobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jobs").finish_non_exhaustive()
+    }
+}
+
+impl Jobs {
+    /// The repository over `items`.
+    pub fn new(items: Arc<dyn ItemStore>) -> Self {
+        Self {
+            items,
+            jobs: jobs_table(),
+            accounts: accounts_table(),
+        }
+    }
+
+    /// Stores a new `QUEUED` job and reserves its tokens and a slot in flight, all in one
+    /// conditional transaction; with an idempotency key, records the answer in it too.
+    pub async fn create(
+        &self,
+        job: &JobRecord,
+        quota: Quota,
+        idempotency: Option<(&str, &IdempotencyRecord, i64)>,
+    ) -> Result<(), CreateRefused> {
+        if job.cost > quota.daily_tokens {
+            return Err(CreateRefused::Quota);
+        }
+        let cost = i64::try_from(job.cost).map_err(|_| CreateRefused::Quota)?;
+        let headroom = i64::try_from(quota.daily_tokens - job.cost).unwrap_or(i64::MAX);
+        let usage = Write::Update {
+            table: self.accounts.clone(),
+            key: usage_key(&job.tenant_id, &job.usage_day),
+            update: Update::set("date", job.usage_day.as_str())
+                .and_add("tokens_used", cost)
+                .and_add(format!("tokens_{}", job.capability), cost)
+                .and_add("jobs_created", 1),
+            condition: Some(at_most("tokens_used", headroom)),
+        };
+        let in_flight = Write::Update {
+            table: self.accounts.clone(),
+            key: active_key(&job.tenant_id),
+            update: Update::set("kind", "active").and_add("active", 1),
+            condition: Some(at_most("active", i64::from(quota.concurrent_jobs) - 1)),
+        };
+        let mut writes = vec![
+            Write::Put {
+                table: self.jobs.clone(),
+                item: job_item(job)?,
+                condition: Some(Condition::NotExists),
+            },
+            usage,
+            in_flight,
+        ];
+        if let Some((key, record, now)) = idempotency {
+            let mut item = to_item(record)?;
+            let key = idempotency_key(&job.tenant_id, key);
+            item.insert("pk".into(), key.pk.into());
+            item.insert("sk".into(), key.sk.into());
+            item.insert("ttl".into(), json!(now + IDEMPOTENCY_SECONDS));
+            writes.push(Write::Put {
+                table: self.jobs.clone(),
+                item,
+                condition: Some(Condition::NotExists),
+            });
+        }
+        match self.items.transact(writes).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::Conflict(_)) => Err(self.why_refused(job, quota, idempotency.map(|(key, ..)| key)).await),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// After a refused creation: which condition failed.
+    async fn why_refused(&self, job: &JobRecord, quota: Quota, idempotency_key: Option<&str>) -> CreateRefused {
+        if let Some(key) = idempotency_key {
+            match self.idempotency(&job.tenant_id, key).await {
+                Ok(Some(record)) => return CreateRefused::Replay(record),
+                Ok(None) => {}
+                Err(error) => return error.into(),
+            }
+        }
+        let active = self.items.get(&self.accounts, &active_key(&job.tenant_id)).await;
+        match active {
+            Ok(item) if counter(item.as_ref(), "active") >= i64::from(quota.concurrent_jobs) => {
+                return CreateRefused::Concurrency;
+            }
+            Err(error) => return error.into(),
+            Ok(_) => {}
+        }
+        CreateRefused::Quota
+    }
+
+    /// The answer recorded for an idempotency key.
+    pub async fn idempotency(&self, tenant: &TenantId, key: &str) -> StoreResult<Option<IdempotencyRecord>> {
+        let item = self.items.get(&self.jobs, &idempotency_key(tenant, key)).await?;
+        item.map(from_item).transpose()
+    }
+
+    /// Marks the job's queue message as sent.
+    pub async fn mark_enqueued(&self, job: &JobId) -> StoreResult<()> {
+        let update = Update::set("enqueued", true);
+        self.items
+            .update(&self.jobs, &job_key(job), update, Some(Condition::Exists))
+            .await
+            .map(drop)
+    }
+
+    /// The job with this id, if it belongs to `tenant`.
+    pub async fn get_for(&self, tenant: &TenantId, id: &JobId) -> StoreResult<Option<JobRecord>> {
+        Ok(self.get(id).await?.filter(|job| job.tenant_id == *tenant))
+    }
+
+    /// The job with this id.
+    pub async fn get(&self, id: &JobId) -> StoreResult<Option<JobRecord>> {
+        self.items
+            .get(&self.jobs, &job_key(id))
+            .await?
+            .map(from_item)
+            .transpose()
+    }
+
+    /// Cancels a `QUEUED` or `RUNNING` job of `tenant` and refunds its tokens, once: `Conflict`
+    /// when it is no longer cancellable (or not the tenant's).
+    pub async fn cancel(&self, job: &JobRecord, now: i64) -> StoreResult<()> {
+        let cost = i64::try_from(job.cost).unwrap_or(i64::MAX);
+        let cancellable = Condition::All(vec![
+            Condition::equals("tenant_id", job.tenant_id.as_str()),
+            Condition::Any(vec![
+                Condition::equals("status", JobStatus::Queued.as_str()),
+                Condition::equals("status", JobStatus::Running.as_str()),
+            ]),
+        ]);
+        let writes = vec![
+            Write::Update {
+                table: self.jobs.clone(),
+                key: job_key(&job.job_id),
+                update: Update::set("status", JobStatus::Cancelled.as_str())
+                    .and_set("cancelled_at", now)
+                    .and_remove("gsi2pk")
+                    .and_remove("gsi2sk"),
+                condition: Some(cancellable),
+            },
+            Write::Update {
+                table: self.accounts.clone(),
+                key: usage_key(&job.tenant_id, &job.usage_day),
+                update: Update::set("date", job.usage_day.as_str())
+                    .and_add("tokens_used", -cost)
+                    .and_add(format!("tokens_{}", job.capability), -cost)
+                    .and_add("jobs_cancelled", 1),
+                condition: None,
+            },
+            Write::Update {
+                table: self.accounts.clone(),
+                key: active_key(&job.tenant_id),
+                update: Update::set("kind", "active").and_add("active", -1),
+                condition: None,
+            },
+        ];
+        self.items.transact(writes).await
+    }
+
+    /// A tenant's jobs, newest first, created after `since` (unix seconds) when given.
+    pub async fn list_for(&self, tenant: &TenantId, since: Option<i64>) -> StoreResult<Vec<JobRecord>> {
+        let mut query = Query::partition(format!("TENANT#{tenant}#JOBS"));
+        query.index = Some("gsi1".into());
+        query.descending = true;
+        query.limit = 1000;
+        if let Some(since) = since {
+            query.range = SortRange::Gt(format!("{:020}#~", since.max(0)));
+        }
+        self.collect(query).await
+    }
+
+    /// How many jobs wait in the job's lane ahead of it.
+    pub async fn queued_ahead(&self, job: &JobRecord) -> StoreResult<u64> {
+        let mut query = Query::partition(lane_key(job.capability, job.priority));
+        query.index = Some("gsi2".into());
+        query.range = SortRange::Lt(order_key(job.created_at, &job.job_id));
+        query.limit = 1000;
+        let mut ahead = 0;
+        loop {
+            let page = self.items.query(&self.jobs, query.clone()).await?;
+            ahead += page.items.len() as u64;
+            match page.cursor {
+                Some(cursor) => query.cursor = Some(cursor),
+                None => return Ok(ahead),
+            }
+        }
+    }
+
+    /// The tenant's jobs in flight.
+    pub async fn active(&self, tenant: &TenantId) -> StoreResult<i64> {
+        let item = self.items.get(&self.accounts, &active_key(tenant)).await?;
+        Ok(counter(item.as_ref(), "active"))
+    }
+
+    /// The tenant's counters for each day from `start` to `end` (`yyyy-mm-dd`, both included);
+    /// days without activity are absent.
+    pub async fn usage(&self, tenant: &TenantId, start: &str, end: &str) -> StoreResult<Vec<DailyUsage>> {
+        let mut query = Query::partition(format!("USAGE#{tenant}"));
+        query.range = SortRange::Between(format!("DAY#{start}"), format!("DAY#{end}"));
+        query.limit = 1000;
+        let mut days = Vec::new();
+        loop {
+            let page = self.items.query(&self.accounts, query.clone()).await?;
+            days.extend(page.items.iter().map(daily_usage));
+            match page.cursor {
+                Some(cursor) => query.cursor = Some(cursor),
+                None => return Ok(days),
+            }
+        }
+    }
+
+    async fn collect(&self, mut query: Query) -> StoreResult<Vec<JobRecord>> {
+        let mut jobs = Vec::new();
+        loop {
+            let page = self.items.query(&self.jobs, query.clone()).await?;
+            for item in page.items {
+                jobs.push(from_item(item)?);
+            }
+            match page.cursor {
+                Some(cursor) => query.cursor = Some(cursor),
+                None => return Ok(jobs),
+            }
+        }
+    }
+}
+
+/// `attribute <= limit`, or the attribute does not exist yet (a counter at zero).
+fn at_most(attribute: &str, limit: i64) -> Condition {
+    if limit < 0 {
+        return Condition::Compare(attribute.into(), Cmp::Lt, json!(i64::MIN));
+    }
+    Condition::Any(vec![
+        Condition::AttributeNotExists(attribute.into()),
+        Condition::Compare(attribute.into(), Cmp::Le, json!(limit)),
+    ])
+}
+
+fn counter(item: Option<&Item>, attribute: &str) -> i64 {
+    item.and_then(|item| item.get(attribute))
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+}
+
+fn daily_usage(item: &Item) -> DailyUsage {
+    let breakdown = tessera_core::Capability::ALL
+        .into_iter()
+        .filter_map(|capability| {
+            let used = counter(Some(item), &format!("tokens_{capability}"));
+            (used != 0).then_some((capability, used))
+        })
+        .collect();
+    DailyUsage {
+        date: item.get("date").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        tokens_used: counter(Some(item), "tokens_used"),
+        jobs_completed: counter(Some(item), "jobs_completed"),
+        jobs_failed: counter(Some(item), "jobs_failed"),
+        breakdown,
+    }
+}
+
+fn job_key(id: &JobId) -> Key {
+    Key::new(format!("JOB#{id}"), "JOB")
+}
+
+fn usage_key(tenant: &TenantId, day: &str) -> Key {
+    Key::new(format!("USAGE#{tenant}"), format!("DAY#{day}"))
+}
+
+fn active_key(tenant: &TenantId) -> Key {
+    Key::new(format!("TENANT#{tenant}"), "ACTIVE")
+}
+
+fn idempotency_key(tenant: &TenantId, key: &str) -> Key {
+    Key::new(format!("IDEMPOTENCY#{tenant}#{key}"), "IDEMPOTENCY")
+}
+
+fn lane_key(capability: Capability, priority: Priority) -> String {
+    format!("LANE#{capability}#{priority}")
+}
+
+fn order_key(created_at: i64, id: &JobId) -> String {
+    format!("{:020}#{id}", created_at.max(0))
+}
+
+fn job_item(job: &JobRecord) -> StoreResult<Item> {
+    let mut item = to_item(job)?;
+    let key = job_key(&job.job_id);
+    item.insert("pk".into(), key.pk.into());
+    item.insert("sk".into(), key.sk.into());
+    item.insert("gsi1pk".into(), format!("TENANT#{}#JOBS", job.tenant_id).into());
+    item.insert("gsi1sk".into(), order_key(job.created_at, &job.job_id).into());
+    if job.status == JobStatus::Queued {
+        item.insert("gsi2pk".into(), lane_key(job.capability, job.priority).into());
+        item.insert("gsi2sk".into(), order_key(job.created_at, &job.job_id).into());
+    }
+    Ok(item)
+}
+
+fn to_item<T: Serialize>(record: &T) -> StoreResult<Item> {
+    match serde_json::to_value(record) {
+        Ok(Value::Object(item)) => Ok(item),
+        Ok(_) => Err(StoreError::Internal("a record must serialise to an object".into())),
+        Err(error) => Err(StoreError::Internal(error.to_string())),
+    }
+}
+
+fn from_item<T: serde::de::DeserializeOwned>(item: Item) -> StoreResult<T> {
+    serde_json::from_value(Value::Object(item))
+        .map_err(|error| StoreError::Internal(format!("a job item does not read back: {error}")))
+}
