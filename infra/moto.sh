@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Starts moto's AWS emulator (DynamoDB, SQS, S3 on one endpoint) on a free loopback port.
+# Starts moto's AWS emulator (DynamoDB, SQS, S3 on one endpoint) on a free loopback port, through
+# infra/moto_server.py, which serves DynamoDB requests one at a time (moto's transactions are not
+# isolated otherwise; DynamoDB's are).
 #
 #   infra/moto.sh            start it in the background; print the endpoint URL on stdout
 #   infra/moto.sh stop       stop the one this script started
@@ -44,7 +46,7 @@ start() {
   local port endpoint
   port="$(free_port)"
   endpoint="http://127.0.0.1:$port"
-  nohup "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" > "$log" 2>&1 &
+  nohup "$venv/bin/python" "$here/moto_server.py" 127.0.0.1 "$port" > "$log" 2>&1 &
   local pid=$!
   echo "$pid $endpoint" > "$state"
   for _ in $(seq 300); do

@@ -24,6 +24,9 @@ use tracing::Level;
 
 pub use config::{BackendKind, Config};
 
+/// How often the repair sweep runs (a scheduled Lambda does this on AWS).
+const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
 /// How often the embedded backend applies bucket lifecycle rules (S3 does this itself).
 const LIFECYCLE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 
@@ -107,6 +110,7 @@ pub async fn serve(
         Arc::new(RandomIds),
         config.webhooks,
     );
+    tokio::spawn(sweep_every(v1.clone(), SWEEP_INTERVAL));
     let app = app(&backend, auth, v1).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
@@ -127,6 +131,18 @@ pub fn auth_service(config: &Config, backend: &Backend) -> anyhow::Result<AuthSe
         Arc::new(RandomIds),
         auth_config,
     ))
+}
+
+/// Runs the repair sweep of `/api/v1` every `interval`.
+pub async fn sweep_every(v1: V1State, interval: Duration) {
+    let mut every = tokio::time::interval(interval);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if let Err(error) = tessera_api::v1::sweep::sweep(&v1).await {
+            tracing::warn!(%error, "sweep failed; retrying at the next tick");
+        }
+    }
 }
 
 async fn apply_lifecycle(store: Arc<EmbeddedStore>) {

@@ -389,6 +389,25 @@ impl Jobs {
         }
     }
 
+    /// `QUEUED` jobs of one lane whose queue message was never recorded as sent, created
+    /// before `before` (unix seconds), oldest first.
+    pub async fn unqueued(
+        &self,
+        capability: Capability,
+        priority: Priority,
+        before: i64,
+    ) -> StoreResult<Vec<JobRecord>> {
+        let mut query = Query::partition(lane_key(capability, priority));
+        query.index = Some("gsi2".into());
+        query.range = SortRange::Lt(format!("{:020}#", before.max(0)));
+        query.limit = 1000;
+        let jobs = self.collect(query).await?;
+        Ok(jobs
+            .into_iter()
+            .filter(|job| !job.enqueued && job.status == JobStatus::Queued)
+            .collect())
+    }
+
     /// The tenant's jobs in flight.
     pub async fn active(&self, tenant: &TenantId) -> StoreResult<i64> {
         let item = self.items.get(&self.accounts, &active_key(tenant)).await?;

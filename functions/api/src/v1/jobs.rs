@@ -13,11 +13,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tessera_core::request::{JobRequest, parse_job_request};
-use tessera_core::{Capability, JobId, JobMessage, JobStatus, Principal, Scope, Tokens};
+use tessera_core::{Capability, JobId, JobStatus, Principal, Scope, Tokens};
 use tessera_store::accounts::TenantRecord;
-use tessera_store::definitions::{artifacts_bucket, job_queue};
+use tessera_store::definitions::artifacts_bucket;
 use tessera_store::jobs::{CreateRefused, IdempotencyRecord, JobParams, JobRecord, Quota};
-use tessera_store::queue::OutgoingMessage;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -108,29 +107,9 @@ async fn create(
         }
         Err(CreateRefused::Store(error)) => return Err(error.into()),
     }
-    enqueue(&state, &job).await;
+    super::sweep::send(&state, &job).await;
     tracing::info!(job = %job.job_id, tenant = %tenant.id, cost = job.cost, "job created");
     Ok((StatusCode::CREATED, Json(answer)).into_response())
-}
-
-/// Sends the job's queue message; a failure leaves the job `QUEUED` with `enqueued: false`, for
-/// the repair sweep to re-send.
-async fn enqueue(state: &V1State, job: &JobRecord) {
-    let message = JobMessage {
-        job_id: job.job_id.clone(),
-        capability: job.capability,
-        priority: job.priority,
-    };
-    let body = serde_json::to_string(&message).unwrap_or_default();
-    let lane = job_queue(job.capability, job.priority);
-    match state.queue.send(&lane, OutgoingMessage::new(body)).await {
-        Ok(_) => {
-            if let Err(error) = state.jobs.mark_enqueued(&job.job_id).await {
-                tracing::warn!(job = %job.job_id, %error, "sent, but not marked enqueued");
-            }
-        }
-        Err(error) => tracing::error!(job = %job.job_id, %error, "queue send failed: left for the sweep"),
-    }
 }
 
 fn new_job(

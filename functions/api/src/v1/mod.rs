@@ -4,6 +4,7 @@
 pub mod error;
 pub mod jobs;
 pub mod models;
+pub mod sweep;
 pub mod users;
 
 use std::sync::Arc;

@@ -1,13 +1,19 @@
 //! The generation API (`/api/v1`) over HTTP on both backends: the spec's response shapes, quotas
 //! under concurrency, cancellation, idempotency, queue positions, validation and isolation.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use bytes::Bytes;
 use futures::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tessera_core::{PlanTier, TenantId};
-use tessera_store::definitions::{accounts_table, artifacts_bucket, jobs_table};
+use tessera_api::v1::sweep::{GRACE_SECONDS, sweep};
+use tessera_core::{Capability, JobMessage, PlanTier, Priority, TenantId};
+use tessera_store::definitions::{accounts_table, artifacts_bucket, job_queue, jobs_table};
 use tessera_store::item::{Key, Update};
+use tessera_store::queue::{OutgoingMessage, QueueCounts, ReceiveRequest, ReceivedMessage};
+use tessera_store::{Queue, QueueDef, StoreError, StoreResult};
 
 use crate::conformance;
 use crate::support::{Backend, TestApp, assert_hidden_from_stranger};
@@ -21,6 +27,7 @@ conformance!(
     invalid_requests_answer_the_spec_error_object_and_create_nothing,
     another_tenants_job_answers_404,
     the_plan_request_limit_answers_429_with_retry_after,
+    the_sweep_sends_the_message_of_a_job_whose_send_failed,
 );
 
 /// A signed-up user with their tenant.
@@ -570,4 +577,81 @@ async fn the_plan_request_limit_answers_429_with_retry_after(backend: Backend) {
         .await
         .expect("get");
     assert_eq!(again.status(), 200, "a new minute, a new window");
+}
+
+/// A queue whose sends fail, as if the process died between storing a job and sending its
+/// message; everything else goes to the real queue.
+struct SendsFail(Arc<dyn Queue>);
+
+#[async_trait::async_trait]
+impl Queue for SendsFail {
+    async fn send(&self, _: &QueueDef, _: OutgoingMessage) -> StoreResult<String> {
+        Err(StoreError::Unavailable(
+            "injected: the process died before the send".into(),
+        ))
+    }
+    async fn receive(&self, queue: &QueueDef, request: ReceiveRequest) -> StoreResult<Vec<ReceivedMessage>> {
+        self.0.receive(queue, request).await
+    }
+    async fn change_visibility(&self, queue: &QueueDef, receipt: &str, timeout: Duration) -> StoreResult<()> {
+        self.0.change_visibility(queue, receipt, timeout).await
+    }
+    async fn delete(&self, queue: &QueueDef, receipt: &str) -> StoreResult<()> {
+        self.0.delete(queue, receipt).await
+    }
+    async fn counts(&self, queue: &QueueDef) -> StoreResult<QueueCounts> {
+        self.0.counts(queue).await
+    }
+    async fn ping(&self) -> StoreResult<()> {
+        self.0.ping().await
+    }
+}
+
+async fn the_sweep_sends_the_message_of_a_job_whose_send_failed(backend: Backend) {
+    let real_queue = backend.queue.clone();
+    let app = TestApp::spawn_with_queue(backend, Arc::new(SendsFail(real_queue.clone()))).await;
+    let user = account(&app, PlanTier::Pro).await;
+    let audio = json!({"capability": "audio", "params": {"prompt": "rain on a tin roof"}, "priority": "high"});
+    let (status, created) = create(&app, &user.token, &audio).await;
+    assert_eq!(
+        status, 201,
+        "the job is accepted even though its send failed: {created}"
+    );
+    let job_id = created["job_id"].as_str().expect("id").to_owned();
+    let lane = job_queue(Capability::Audio, Priority::High);
+    let ours = |messages: Vec<ReceivedMessage>| {
+        messages
+            .into_iter()
+            .filter(|message| message.body.contains(&job_id))
+            .collect::<Vec<_>>()
+    };
+    let peek = ReceiveRequest::new(10, Duration::ZERO);
+    assert!(ours(real_queue.receive(&lane, peek).await.expect("receive")).is_empty());
+
+    let mut state = app.v1.clone();
+    state.queue = real_queue.clone();
+    sweep(&state).await.expect("sweep");
+    assert!(
+        ours(real_queue.receive(&lane, peek).await.expect("receive")).is_empty(),
+        "within the grace"
+    );
+
+    app.backend.clock.advance(time::Duration::seconds(GRACE_SECONDS + 1));
+    let report = sweep(&state).await.expect("sweep");
+    assert!(report.resent >= 1, "{report:?}");
+    let received = ours(real_queue.receive(&lane, peek).await.expect("receive"));
+    assert_eq!(received.len(), 1, "the sweep sent the message");
+    let message: JobMessage = serde_json::from_str(&received[0].body).expect("a job message");
+    assert_eq!(
+        (message.capability, message.priority),
+        (Capability::Audio, Priority::High)
+    );
+
+    sweep(&state).await.expect("sweep");
+    real_queue
+        .change_visibility(&lane, &received[0].receipt, Duration::ZERO)
+        .await
+        .expect("release");
+    let again = ours(real_queue.receive(&lane, peek).await.expect("receive"));
+    assert_eq!(again.len(), 1, "sent once: the job is recorded as enqueued");
 }

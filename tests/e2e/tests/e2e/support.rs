@@ -198,6 +198,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The auth service the app runs.
     pub auth: AuthService,
+    /// The state of its `/api/v1` families.
+    pub v1: V1State,
     /// The backend.
     pub backend: Backend,
 }
@@ -205,6 +207,12 @@ pub struct TestApp {
 impl TestApp {
     /// Serves every family over `backend` (trusting `X-Forwarded-For`).
     pub async fn spawn(backend: Backend) -> Self {
+        let queue = backend.queue.clone();
+        Self::spawn_with_queue(backend, queue).await
+    }
+
+    /// Serves every family over `backend`, with the API sending job messages through `queue`.
+    pub async fn spawn_with_queue(backend: Backend, queue: Arc<dyn Queue>) -> Self {
         let keys =
             JwtKeys::parse(&format!("{TEST_JWT_KID}:{TEST_JWT_SECRET}"), "tessera", "tessera-api").expect("keys");
         let auth = AuthService::new(
@@ -219,7 +227,7 @@ impl TestApp {
         let dev_backend = tessera_dev::Backend {
             ports: Ports {
                 items: backend.items.clone(),
-                queue: backend.queue.clone(),
+                queue,
                 blobs: backend.blobs.clone(),
                 backend: "test",
             },
@@ -235,7 +243,8 @@ impl TestApp {
                 allow_private: true,
             },
         );
-        let app = tessera_dev::app(&dev_backend, auth.clone(), v1).into_make_service_with_connect_info::<SocketAddr>();
+        let app = tessera_dev::app(&dev_backend, auth.clone(), v1.clone())
+            .into_make_service_with_connect_info::<SocketAddr>();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -243,6 +252,7 @@ impl TestApp {
             base,
             client: client_from(&random_ip()),
             auth,
+            v1,
             backend,
         }
     }

@@ -1,0 +1,66 @@
+//! The repair sweep: a job is stored before its queue message is sent, so a crash (or a failed
+//! send) between the two leaves a `QUEUED` job that no worker will see. The sweep finds those
+//! jobs in every lane and sends their messages. It runs on a timer in the dev server and as a
+//! scheduled Lambda on AWS. A message sent twice is harmless: claiming a job is conditional.
+
+use tessera_core::{Capability, JobMessage, Priority};
+use tessera_store::StoreResult;
+use tessera_store::definitions::job_queue;
+use tessera_store::jobs::JobRecord;
+use tessera_store::queue::OutgoingMessage;
+
+use super::V1State;
+
+/// How old an unsent job must be before the sweep sends it (the API sends within milliseconds;
+/// this keeps the sweep from racing a request still in flight).
+pub const GRACE_SECONDS: i64 = 30;
+
+/// What one sweep did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Messages sent for jobs that had none.
+    pub resent: usize,
+    /// Sends that failed again (left for the next sweep).
+    pub failed: usize,
+}
+
+/// Sends the message of every `QUEUED` job older than [`GRACE_SECONDS`] whose message was never
+/// recorded as sent.
+pub async fn sweep(state: &V1State) -> StoreResult<SweepReport> {
+    let before = state.now() - GRACE_SECONDS;
+    let mut report = SweepReport::default();
+    for capability in Capability::ALL {
+        for priority in Priority::ALL {
+            for job in state.jobs.unqueued(capability, priority, before).await? {
+                if send(state, &job).await {
+                    report.resent += 1;
+                } else {
+                    report.failed += 1;
+                }
+            }
+        }
+    }
+    if report != SweepReport::default() {
+        tracing::info!(resent = report.resent, failed = report.failed, "sweep");
+    }
+    Ok(report)
+}
+
+/// Sends the job's queue message and records it; `false` when the send failed.
+pub async fn send(state: &V1State, job: &JobRecord) -> bool {
+    let message = JobMessage {
+        job_id: job.job_id.clone(),
+        capability: job.capability,
+        priority: job.priority,
+    };
+    let body = serde_json::to_string(&message).unwrap_or_default();
+    let lane = job_queue(job.capability, job.priority);
+    if let Err(error) = state.queue.send(&lane, OutgoingMessage::new(body)).await {
+        tracing::error!(job = %job.job_id, %error, "queue send failed: left for the sweep");
+        return false;
+    }
+    if let Err(error) = state.jobs.mark_enqueued(&job.job_id).await {
+        tracing::warn!(job = %job.job_id, %error, "sent, but not recorded as sent");
+    }
+    true
+}
