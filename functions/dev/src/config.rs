@@ -96,15 +96,10 @@ impl Config {
                 Naming::new(&prefix).map_err(|error| invalid("TESSERA_RESOURCE_PREFIX", &prefix, &error.to_string()))?
             }
         };
-        let flag = |variable: &'static str| match read(variable).as_deref() {
-            None | Some("false") => Ok(false),
-            Some("true") => Ok(true),
-            Some(other) => Err(invalid(variable, other, "expected 'true' or 'false'")),
-        };
-        let webhooks = WebhookRules {
-            allow_http: flag("TESSERA_WEBHOOK_ALLOW_HTTP")?,
-            allow_private: flag("TESSERA_WEBHOOK_ALLOW_PRIVATE")?,
-        };
+        let webhooks = tessera_api::v1::webhook_rules(|name: &str| lookup(name)).map_err(|(variable, reason)| {
+            let value = read(variable).unwrap_or_default();
+            invalid(variable, &value, &reason)
+        })?;
         let auth_variables = AUTH_VARIABLES
             .into_iter()
             .filter_map(|variable| read(variable).map(|value| (variable, value)))
@@ -183,6 +178,7 @@ mod tests {
             ("TESSERA_RESOURCE_PREFIX", "Bad_Prefix"),
             ("TESSERA_JWT_KEYS", "k1:too-short"),
             ("TESSERA_TRUST_FORWARDED_FOR", "yes"),
+            ("TESSERA_WEBHOOK_ALLOW_HTTP", "yes"),
         ] {
             let error = config(&[(variable, value)]).expect_err(variable).to_string();
             assert!(error.starts_with(variable), "{error}");

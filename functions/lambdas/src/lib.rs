@@ -12,6 +12,7 @@ use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
 use tessera_api::auth::{AuthConfig, AuthService};
 use tessera_api::client_ip::ClientIp;
+use tessera_api::v1::V1State;
 use tessera_core::{RandomIds, SystemClock};
 use tessera_store::Ports;
 use tessera_store::aws::AwsStore;
@@ -54,6 +55,19 @@ pub fn auth_service(ports: &Ports) -> anyhow::Result<AuthService> {
         Arc::new(SystemClock),
         Arc::new(RandomIds),
         config,
+    ))
+}
+
+/// The `/api/v1` state over `ports`, with the webhook rules of the environment.
+pub fn v1_state(ports: &Ports, auth: AuthService) -> anyhow::Result<V1State> {
+    let webhooks = tessera_api::v1::webhook_rules(|name| std::env::var(name).ok())
+        .map_err(|(variable, reason)| anyhow::anyhow!("{variable} is invalid: {reason}"))?;
+    Ok(V1State::new(
+        ports,
+        auth,
+        Arc::new(SystemClock),
+        Arc::new(RandomIds),
+        webhooks,
     ))
 }
 

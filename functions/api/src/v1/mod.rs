@@ -72,6 +72,20 @@ impl V1State {
     }
 }
 
+/// Reads `TESSERA_WEBHOOK_ALLOW_HTTP` and `TESSERA_WEBHOOK_ALLOW_PRIVATE` (`true`/`false`, both
+/// `false` by default); a bad value answers the variable and why.
+pub fn webhook_rules(lookup: impl Fn(&str) -> Option<String>) -> Result<WebhookRules, (&'static str, String)> {
+    let flag = |variable: &'static str| match lookup(variable).as_deref().map(str::trim) {
+        None | Some("") | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err((variable, "expected 'true' or 'false'".to_owned())),
+    };
+    Ok(WebhookRules {
+        allow_http: flag("TESSERA_WEBHOOK_ALLOW_HTTP")?,
+        allow_private: flag("TESSERA_WEBHOOK_ALLOW_PRIVATE")?,
+    })
+}
+
 /// All three families on one router (the dev server); each Lambda serves one of them.
 pub fn router(state: V1State) -> Router {
     jobs::router(state.clone())
