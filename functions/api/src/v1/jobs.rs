@@ -5,6 +5,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
@@ -32,7 +33,8 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
 pub fn router(state: V1State) -> Router {
     let routes = Router::new()
         .route("/api/v1/jobs", post(create).get(list))
-        .route("/api/v1/jobs/{job_id}", get(show).delete(cancel));
+        .route("/api/v1/jobs/{job_id}", get(show).delete(cancel))
+        .route("/api/v1/jobs/{job_id}/events", get(events));
     protected(routes, state)
 }
 
@@ -231,6 +233,84 @@ async fn show(
     require(&principal, Scope::JobsRead)?;
     let job = tenant_job(&state, &tenant, &job_id).await?;
     Ok(Json(job_view(&state, &job).await?))
+}
+
+/// How often the event stream looks at the job (every Lambda instance can serve it, so it polls
+/// the store rather than waiting on an in-process channel).
+const EVENTS_POLL: Duration = Duration::from_millis(500);
+/// A comment line this often keeps proxies from closing a quiet stream.
+const EVENTS_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// `GET /api/v1/jobs/{id}/events`: Server-Sent Events, one `status` event (the job as `GET`
+/// shows it) whenever its status or progress changes, ending after a final state.
+async fn events(
+    State(state): State<V1State>,
+    Extension(principal): Extension<Principal>,
+    Extension(tenant): Extension<TenantRecord>,
+    Path(job_id): Path<String>,
+) -> Result<Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>>, ApiError> {
+    require(&principal, Scope::JobsRead)?;
+    let first = tenant_job(&state, &tenant, &job_id).await?;
+    let watch = Watch {
+        state,
+        tenant: tenant.id,
+        job_id: first.job_id.clone(),
+        job: Some(first),
+        last: None,
+    };
+    let stream = futures::stream::unfold(watch, |mut watch| async move {
+        let event = watch.next_event().await?;
+        Some((Ok(event), watch))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(EVENTS_KEEP_ALIVE)))
+}
+
+/// The state of one event stream: the job as last read, and what was last sent.
+struct Watch {
+    state: V1State,
+    tenant: tessera_core::TenantId,
+    job_id: JobId,
+    job: Option<JobRecord>,
+    last: Option<(JobStatus, u8)>,
+}
+
+impl Watch {
+    /// Waits for the next change and renders it; `None` once a final state was sent (or the
+    /// job is gone).
+    async fn next_event(&mut self) -> Option<Event> {
+        if self.last.is_some_and(|(status, _)| is_final(status)) {
+            return None;
+        }
+        loop {
+            let job = match self.job.take() {
+                Some(job) => job,
+                None => {
+                    tokio::time::sleep(EVENTS_POLL).await;
+                    match self.state.jobs.get_for(&self.tenant, &self.job_id).await {
+                        Ok(Some(job)) => job,
+                        Ok(None) => return None,
+                        Err(error) => {
+                            tracing::warn!(%error, "event stream: store read failed; retrying");
+                            continue;
+                        }
+                    }
+                }
+            };
+            let seen = (job.status, job.progress);
+            if self.last == Some(seen) {
+                continue;
+            }
+            self.last = Some(seen);
+            let view = job_view(&self.state, &job)
+                .await
+                .unwrap_or_else(|_| json!({"job_id": job.job_id, "status": job.status}));
+            return Some(Event::default().event("status").json_data(view).unwrap_or_default());
+        }
+    }
+}
+
+fn is_final(status: JobStatus) -> bool {
+    matches!(status, JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled)
 }
 
 /// The spec's shape for the job's state.

@@ -28,6 +28,7 @@ conformance!(
     another_tenants_job_answers_404,
     the_plan_request_limit_answers_429_with_retry_after,
     the_sweep_sends_the_message_of_a_job_whose_send_failed,
+    the_event_stream_follows_a_job_until_it_ends,
 );
 
 /// A signed-up user with their tenant.
@@ -654,4 +655,76 @@ async fn the_sweep_sends_the_message_of_a_job_whose_send_failed(backend: Backend
         .expect("release");
     let again = ours(real_queue.receive(&lane, peek).await.expect("receive"));
     assert_eq!(again.len(), 1, "sent once: the job is recorded as enqueued");
+}
+
+async fn the_event_stream_follows_a_job_until_it_ends(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let user = account(&app, PlanTier::Pro).await;
+    let (_, created) = create(&app, &user.token, &spec_job()).await;
+    let job_id = created["job_id"].as_str().expect("id").to_owned();
+    let mut response = app
+        .client
+        .get(app.url(&format!("/api/v1/jobs/{job_id}/events")))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .expect("events");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let reader = tokio::spawn(async move {
+        let mut text = String::new();
+        while let Some(chunk) = response.chunk().await.expect("chunk") {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        text
+    });
+    let hold = || tokio::time::sleep(Duration::from_millis(1500));
+    hold().await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    set_job(
+        &app.backend,
+        &job_id,
+        Update::set("status", "RUNNING")
+            .and_set("progress", 45)
+            .and_set("started_at", now),
+    )
+    .await;
+    hold().await;
+    set_job(&app.backend, &job_id, Update::set("progress", 80)).await;
+    hold().await;
+    set_job(
+        &app.backend,
+        &job_id,
+        Update::set("status", "COMPLETED").and_set("completed_at", now + 3),
+    )
+    .await;
+    let text = tokio::time::timeout(Duration::from_secs(20), reader)
+        .await
+        .expect("the stream ends after the final state")
+        .expect("reader");
+    let events: Vec<Value> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .map(|data| serde_json::from_str(data).expect("json data"))
+        .collect();
+    let seen: Vec<(String, Value)> = events
+        .iter()
+        .map(|event| {
+            (
+                event["status"].as_str().expect("status").to_owned(),
+                event["progress"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("QUEUED".to_owned(), Value::Null),
+            ("RUNNING".to_owned(), json!(45)),
+            ("RUNNING".to_owned(), json!(80)),
+            ("COMPLETED".to_owned(), Value::Null),
+        ],
+        "{text}"
+    );
+    assert!(text.contains("event: status"));
 }
