@@ -607,6 +607,10 @@ pub trait ItemStore: Send + Sync {
     /// One page of live items from a partition of the table or of one of its indexes.
     async fn query(&self, table: &TableDef, query: Query) -> StoreResult<Page>;
 
+    /// How many live items the query would return over all its pages (its limit and cursor
+    /// are ignored), counted by the store without sending the items back.
+    async fn count(&self, table: &TableDef, query: Query) -> StoreResult<u64>;
+
     /// Applies 1 to 25 writes all together, or none of them: `Conflict` if any condition fails.
     async fn transact(&self, writes: Vec<Write>) -> StoreResult<()>;
 

@@ -372,21 +372,12 @@ impl Jobs {
         self.collect(query).await
     }
 
-    /// How many jobs wait in the job's lane ahead of it.
+    /// How many jobs wait in the job's lane ahead of it (counted by the store).
     pub async fn queued_ahead(&self, job: &JobRecord) -> StoreResult<u64> {
         let mut query = Query::partition(lane_key(job.capability, job.priority));
         query.index = Some("gsi2".into());
         query.range = SortRange::Lt(order_key(job.created_at, &job.job_id));
-        query.limit = 1000;
-        let mut ahead = 0;
-        loop {
-            let page = self.items.query(&self.jobs, query.clone()).await?;
-            ahead += page.items.len() as u64;
-            match page.cursor {
-                Some(cursor) => query.cursor = Some(cursor),
-                None => return Ok(ahead),
-            }
-        }
+        self.items.count(&self.jobs, query).await
     }
 
     /// `QUEUED` jobs of one lane whose queue message was never recorded as sent, created

@@ -133,6 +133,47 @@ impl ItemStore for AwsStore {
         Ok(Page { items, cursor })
     }
 
+    async fn count(&self, table: &TableDef, mut query: Query) -> StoreResult<u64> {
+        query.cursor = None;
+        query.validate()?;
+        let (partition_key, sort_key) = match query.index.as_deref() {
+            Some(index) => {
+                let index = table.index(index)?;
+                (index.partition_key.as_str(), index.sort_key.as_str())
+            }
+            None => (PK, SK),
+        };
+        let now = self.now();
+        let name = self.table_name(table);
+        let mut ex = Expressions::default();
+        let key_condition = ex.key_condition((partition_key, &query.partition), sort_key, &query.range);
+        let live = ex.live(now);
+        let mut total = 0_u64;
+        let mut start = None;
+        loop {
+            let output = self
+                .dynamodb
+                .query()
+                .table_name(&name)
+                .set_index_name(query.index.clone())
+                .key_condition_expression(&key_condition)
+                .filter_expression(&live)
+                .set_expression_attribute_names(ex.names())
+                .set_expression_attribute_values(ex.values())
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .set_consistent_read(query.index.is_none().then_some(true))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|error| store_error(&format!("Query (count) {name}"), error))?;
+            total += u64::try_from(output.count()).unwrap_or(0);
+            start = output.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(total);
+            }
+        }
+    }
+
     async fn transact(&self, writes: Vec<Write>) -> StoreResult<()> {
         validate_transaction(&writes)?;
         for _ in 0..ATTEMPTS {

@@ -99,6 +99,17 @@ impl ItemStore for EmbeddedStore {
         Ok(Page { items, cursor })
     }
 
+    async fn count(&self, table: &TableDef, mut query: Query) -> StoreResult<u64> {
+        check_table(table)?;
+        query.cursor = None;
+        query.validate()?;
+        let plan = QueryPlan::counting(table, &query, self.now_unix())?;
+        let db = self.db();
+        let mut statement = db.prepare_cached(&plan.sql)?;
+        let count: i64 = statement.query_row(params_from_iter(&plan.params), |row| row.get(0))?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     async fn transact(&self, writes: Vec<Write>) -> StoreResult<()> {
         validate_transaction(&writes)?;
         for write in &writes {
@@ -296,6 +307,25 @@ impl QueryPlan {
         // One row past the page tells whether more follow.
         plan.params
             .push(SqlValue::Integer(i64::try_from(query.limit + 1).map_err(internal)?));
+        Ok(plan)
+    }
+
+    /// `SELECT COUNT(*)` over the query's live items.
+    fn counting(table: &TableDef, query: &Query, now: i64) -> StoreResult<Self> {
+        let (partition_column, sort_column) = match query.index.as_deref() {
+            Some(index) => {
+                let slot = table.index_position(index)?;
+                (format!("i{slot}pk"), format!("i{slot}sk"))
+            }
+            None => ("pk".to_owned(), "sk".to_owned()),
+        };
+        let mut plan = Self {
+            sql: format!("SELECT COUNT(*) FROM items WHERE tbl = ? AND {partition_column} = ?"),
+            params: vec![text(&table.name), text(&query.partition)],
+        };
+        plan.add_range(&sort_column, &query.range)?;
+        plan.sql += " AND (ttl IS NULL OR ttl > ?)";
+        plan.params.push(SqlValue::Integer(now));
         Ok(plan)
     }
 

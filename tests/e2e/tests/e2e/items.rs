@@ -28,6 +28,7 @@ conformance!(
     update_creates_an_absent_item_and_adds_removes_sets,
     conditional_delete_refuses_when_the_condition_fails,
     an_any_condition_bounds_a_counter_that_starts_absent,
+    count_tallies_live_items_of_a_range_on_the_table_and_an_index,
     query_pages_through_a_partition_in_both_orders,
     query_selects_sort_key_ranges_and_prefixes,
     query_on_a_secondary_index_is_sparse_and_pages_both_ways,
@@ -682,4 +683,42 @@ async fn an_any_condition_bounds_a_counter_that_starts_absent(backend: Backend) 
     assert_eq!(accepted, 3, "0, 3 and 6 are within the bound; 9 is not");
     let stored = backend.items.get(&table, &key).await.expect("get").expect("item");
     assert_eq!(stored["used"], 9);
+}
+
+async fn count_tallies_live_items_of_a_range_on_the_table_and_an_index(backend: Backend) {
+    let table = jobs_table();
+    let pk = unique("lane#");
+    let now = backend.clock_now();
+    for n in 0..1500 {
+        let mut stored = item(json!({"pk": pk, "sk": format!("{n:05}"), "gsi2pk": pk, "gsi2sk": format!("{n:05}")}));
+        if n % 10 == 0 {
+            stored.insert("ttl".into(), json!(now + 30));
+        }
+        backend.items.put(&table, stored, None).await.expect("put");
+    }
+    let below = |index: Option<&str>| Query {
+        index: index.map(str::to_owned),
+        range: SortRange::Lt("01200".into()),
+        limit: 1,
+        ..Query::partition(&pk)
+    };
+    assert_eq!(backend.items.count(&table, below(None)).await.expect("count"), 1200);
+    assert_eq!(
+        backend.items.count(&table, below(Some("gsi2"))).await.expect("count"),
+        1200
+    );
+    backend.clock.advance(time::Duration::seconds(31));
+    assert_eq!(
+        backend.items.count(&table, below(None)).await.expect("count"),
+        1080,
+        "expired items do not count"
+    );
+    assert_eq!(
+        backend
+            .items
+            .count(&table, Query::partition(unique("none#")))
+            .await
+            .expect("count"),
+        0
+    );
 }
