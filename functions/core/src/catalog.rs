@@ -12,6 +12,9 @@ use crate::account::PlanTier;
 use crate::error::DomainError;
 use crate::job::Capability;
 
+/// The catalog installed at start, if any.
+static INSTALLED: OnceLock<Catalog> = OnceLock::new();
+
 /// The seed file, as shipped.
 pub const SEED: &str = include_str!("../seed/catalog.json");
 
@@ -205,6 +208,18 @@ impl Catalog {
     pub fn builtin() -> &'static Catalog {
         static CATALOG: OnceLock<Catalog> = OnceLock::new();
         CATALOG.get_or_init(|| Self::parse(SEED).expect("the shipped catalog seed is valid"))
+    }
+
+    /// The catalog this process runs on: the one [`Catalog::install`]ed at start (an operator's
+    /// own plans, models and policy, `TESSERA_CATALOG`), or the shipped one.
+    pub fn active() -> &'static Catalog {
+        INSTALLED.get().unwrap_or_else(|| Self::builtin())
+    }
+
+    /// Makes `catalog` the active one, once per process, before anything reads it; `false`
+    /// when one was installed already.
+    pub fn install(catalog: Catalog) -> bool {
+        INSTALLED.set(catalog).is_ok()
     }
 
     /// Parses and checks a seed file.

@@ -42,6 +42,9 @@ pub struct Config {
     /// `TESSERA_WEBHOOK_ALLOW_HTTP` / `TESSERA_WEBHOOK_ALLOW_PRIVATE`: what webhook URLs may be
     /// (both `false` by default: https to public hosts only).
     pub webhooks: WebhookRules,
+    /// `TESSERA_CATALOG`: a catalog file (plans, models, prices, content policy) to use
+    /// instead of the shipped `functions/core/seed/catalog.json`.
+    pub catalog: Option<PathBuf>,
     /// The auth variables as read (`TESSERA_JWT_*`, `TESSERA_TRUST_FORWARDED_FOR`).
     auth_variables: BTreeMap<&'static str, String>,
 }
@@ -111,10 +114,24 @@ impl Config {
             public_url,
             naming,
             webhooks,
+            catalog: read("TESSERA_CATALOG").map(PathBuf::from),
             auth_variables,
         };
         config.auth(Some(format!("check:{}", "x".repeat(32))))?;
         Ok(config)
+    }
+
+    /// Reads and installs the catalog of `TESSERA_CATALOG`, if set, as the process's own.
+    pub fn install_catalog(&self) -> anyhow::Result<()> {
+        let Some(path) = &self.catalog else {
+            return Ok(());
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| anyhow::anyhow!("TESSERA_CATALOG={}: {error}", path.display()))?;
+        let catalog = tessera_core::Catalog::parse(&text)
+            .map_err(|error| anyhow::anyhow!("TESSERA_CATALOG={}: {error}", path.display()))?;
+        tessera_core::Catalog::install(catalog);
+        Ok(())
     }
 
     /// The auth settings; `fallback_keys` stands in for an unset `TESSERA_JWT_KEYS` (the dev

@@ -31,6 +31,17 @@ pub fn init_logs() {
         .init();
 }
 
+/// Installs the catalog file named by `TESSERA_CATALOG`, if set (packaged with the function).
+pub fn install_catalog() -> anyhow::Result<()> {
+    let Ok(path) = std::env::var("TESSERA_CATALOG") else {
+        return Ok(());
+    };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("TESSERA_CATALOG={path}"))?;
+    let catalog = tessera_core::Catalog::parse(&text).with_context(|| format!("TESSERA_CATALOG={path}"))?;
+    tessera_core::Catalog::install(catalog);
+    Ok(())
+}
+
 /// The AWS backend named by `TESSERA_RESOURCE_PREFIX` (default `tessera`).
 pub async fn aws_ports() -> anyhow::Result<Ports> {
     let naming = match std::env::var("TESSERA_RESOURCE_PREFIX") {
@@ -58,8 +69,9 @@ pub fn auth_service(ports: &Ports) -> anyhow::Result<AuthService> {
     ))
 }
 
-/// The `/api/v1` state over `ports`, with the webhook rules of the environment.
+/// The `/api/v1` state over `ports`, with the webhook rules and catalog of the environment.
 pub fn v1_state(ports: &Ports, auth: AuthService) -> anyhow::Result<V1State> {
+    install_catalog()?;
     let webhooks = tessera_api::v1::webhook_rules(|name| std::env::var(name).ok())
         .map_err(|(variable, reason)| anyhow::anyhow!("{variable} is invalid: {reason}"))?;
     Ok(V1State::new(

@@ -144,7 +144,7 @@ fn account_view(user: &UserRecord, tenant: &TenantRecord) -> Value {
 
 /// A plan as the spec shows it: `{name, tier, daily_token_limit, priority}`.
 pub fn plan_view(tier: tessera_core::PlanTier) -> Value {
-    let plan = tessera_core::Catalog::builtin().plan(tier);
+    let plan = tessera_core::Catalog::active().plan(tier);
     json!({
         "name": plan.name,
         "tier": plan.tier,

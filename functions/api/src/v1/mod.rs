@@ -61,7 +61,7 @@ impl V1State {
             blobs: ports.blobs.clone(),
             clock,
             ids,
-            catalog: Catalog::builtin(),
+            catalog: Catalog::active(),
             webhooks,
         }
     }

@@ -1,0 +1,183 @@
+//! Load test of `POST /api/v1/jobs` and `GET /api/v1/jobs/{id}` against the real dev server on
+//! the embedded backend, from this separate process. Prints p50, p99 and throughput.
+//!
+//!   cargo bench -p tessera-dev --bench jobs_api             10 s per phase
+//!   cargo bench -p tessera-dev --bench jobs_api -- --quick  2 s per phase
+//!
+//! The server runs with a catalog whose plans allow unlimited requests, jobs in flight and
+//! tokens (`TESSERA_CATALOG`), so that the limits do not turn the load into 429s; every other
+//! step (API-key check, plan limiter, quota transaction, queue send) runs as in production.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+const CONNECTIONS: usize = 32;
+
+fn main() {
+    let quick = std::env::args().any(|arg| arg == "--quick") || std::env::var_os("BENCH_QUICK").is_some();
+    let phase = if quick {
+        Duration::from_secs(2)
+    } else {
+        Duration::from_secs(10)
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut server, base, key) = start_server(dir.path());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let body = json!({
+            "capability": "image",
+            "params": {"prompt": "a beautiful sunset over mountains", "resolution": "1024x1024", "steps": 20, "model": "sdxl"},
+            "priority": "normal"
+        });
+        let ids = Arc::new(Mutex::new(Vec::new()));
+        let create = {
+            let (client, base, key, ids) = (client.clone(), base.clone(), key.clone(), ids.clone());
+            move |_: usize| {
+                let (client, base, key, body, ids) = (client.clone(), base.clone(), key.clone(), body.clone(), ids.clone());
+                async move {
+                    let response = client.post(format!("{base}/api/v1/jobs")).bearer_auth(&key).json(&body).send().await;
+                    match response {
+                        Ok(response) if response.status() == 201 => {
+                            let created: Value = response.json().await.unwrap_or_default();
+                            if let Some(id) = created["job_id"].as_str() {
+                                ids.lock().await.push(id.to_owned());
+                            }
+                            true
+                        }
+                        _ => false,
+                    }
+                }
+            }
+        };
+        report("POST /api/v1/jobs", run_phase(phase, create).await);
+        let ids = Arc::new(ids.lock().await.clone());
+        if ids.is_empty() {
+            panic!("no job was created");
+        }
+        let get = move |n: usize| {
+            let (client, base, key) = (client.clone(), base.clone(), key.clone());
+            let id = ids[n % ids.len()].clone();
+            async move {
+                let response = client.get(format!("{base}/api/v1/jobs/{id}")).bearer_auth(&key).send().await;
+                match response {
+                    Ok(response) if response.status() == 200 => response.bytes().await.is_ok(),
+                    _ => false,
+                }
+            }
+        };
+        report("GET /api/v1/jobs/{id}", run_phase(phase, get).await);
+    });
+    stop(&mut server);
+}
+
+/// Latencies of the successful requests, the failures, and the wall time.
+struct Phase {
+    latencies: Vec<Duration>,
+    failures: usize,
+    elapsed: Duration,
+}
+
+async fn run_phase<F, Fut>(length: Duration, request: F) -> Phase
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let started = Instant::now();
+    let deadline = started + length;
+    let workers = (0..CONNECTIONS).map(|worker| {
+        let request = request.clone();
+        tokio::spawn(async move {
+            let (mut latencies, mut failures, mut n) = (Vec::new(), 0, worker);
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                if request(n).await {
+                    latencies.push(sent.elapsed());
+                } else {
+                    failures += 1;
+                }
+                n += CONNECTIONS;
+            }
+            (latencies, failures)
+        })
+    });
+    let mut phase = Phase {
+        latencies: Vec::new(),
+        failures: 0,
+        elapsed: Duration::ZERO,
+    };
+    for worker in workers {
+        let (latencies, failures) = worker.await.expect("worker");
+        phase.latencies.extend(latencies);
+        phase.failures += failures;
+    }
+    phase.elapsed = started.elapsed();
+    phase
+}
+
+fn report(name: &str, mut phase: Phase) {
+    phase.latencies.sort_unstable();
+    let at = |quantile: f64| {
+        let index = ((phase.latencies.len() as f64 * quantile).ceil() as usize).saturating_sub(1);
+        phase.latencies.get(index).copied().unwrap_or_default().as_secs_f64() * 1000.0
+    };
+    println!(
+        "{name}: {} ok, {} failed in {:.1} s: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms ({CONNECTIONS} connections)",
+        phase.latencies.len(),
+        phase.failures,
+        phase.elapsed.as_secs_f64(),
+        phase.latencies.len() as f64 / phase.elapsed.as_secs_f64(),
+        at(0.50),
+        at(0.99),
+    );
+}
+
+/// Starts the release dev server with limit-free plans; answers it, its URL and the demo key.
+fn start_server(dir: &std::path::Path) -> (Child, String, String) {
+    let mut catalog: Value = serde_json::from_str(tessera_core::catalog::SEED).expect("seed");
+    for plan in catalog["plans"].as_array_mut().expect("plans") {
+        plan["requests_per_minute"] = json!(100_000_000);
+        plan["concurrent_jobs"] = json!(100_000_000);
+        plan["daily_token_limit"] = json!(100_000_000);
+    }
+    let catalog_path = dir.join("bench-catalog.json");
+    std::fs::write(&catalog_path, catalog.to_string()).expect("catalog");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera-dev"))
+        .env("TESSERA_ADDR", "127.0.0.1:0")
+        .env("TESSERA_DATA_DIR", dir)
+        .env("TESSERA_CATALOG", &catalog_path)
+        .env("RUST_LOG", "warn,tessera_dev=info")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start tessera-dev");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let (mut key, mut base) = (None, None);
+    while base.is_none() {
+        let line = lines.next().expect("server output").expect("line");
+        if let Some(demo) = line.trim().strip_prefix("API key:") {
+            key = Some(demo.trim().to_owned());
+        }
+        if let Some(at) = line.find("listening on http://") {
+            base = line[at + "listening on ".len()..]
+                .split_whitespace()
+                .next()
+                .map(str::to_owned);
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, base.expect("url"), key.expect("the demo API key"))
+}
+
+fn stop(server: &mut Child) {
+    let _ = Command::new("kill").args(["-INT", &server.id().to_string()]).status();
+    let _ = server.wait();
+}
