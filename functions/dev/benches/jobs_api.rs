@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
+/// Connections of the throughput run; the latency run uses one.
 const CONNECTIONS: usize = 32;
 
 fn main() {
@@ -27,6 +28,7 @@ fn main() {
     };
     let dir = tempfile::tempdir().expect("temp dir");
     let (mut server, base, key) = start_server(dir.path());
+    let server_pid = server.id();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -59,7 +61,12 @@ fn main() {
                 }
             }
         };
-        report("POST /api/v1/jobs", run_phase(phase, create).await);
+        for connections in [1, CONNECTIONS] {
+            let cpu = server_cpu(server_pid);
+            let mut result = run_phase(phase, connections, create.clone()).await;
+            result.server_cpu = server_cpu(server_pid).saturating_sub(cpu);
+            report("POST /api/v1/jobs", result);
+        }
         let ids = Arc::new(ids.lock().await.clone());
         if ids.is_empty() {
             panic!("no job was created");
@@ -75,7 +82,12 @@ fn main() {
                 }
             }
         };
-        report("GET /api/v1/jobs/{id}", run_phase(phase, get).await);
+        for connections in [1, CONNECTIONS] {
+            let cpu = server_cpu(server_pid);
+            let mut result = run_phase(phase, connections, get.clone()).await;
+            result.server_cpu = server_cpu(server_pid).saturating_sub(cpu);
+            report("GET /api/v1/jobs/{id}", result);
+        }
     });
     stop(&mut server);
 }
@@ -85,35 +97,41 @@ struct Phase {
     latencies: Vec<Duration>,
     failures: usize,
     elapsed: Duration,
+    connections: usize,
+    server_cpu: Duration,
 }
 
-async fn run_phase<F, Fut>(length: Duration, request: F) -> Phase
+async fn run_phase<F, Fut>(length: Duration, connections: usize, request: F) -> Phase
 where
     F: Fn(usize) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
     let started = Instant::now();
     let deadline = started + length;
-    let workers = (0..CONNECTIONS).map(|worker| {
-        let request = request.clone();
-        tokio::spawn(async move {
-            let (mut latencies, mut failures, mut n) = (Vec::new(), 0, worker);
-            while Instant::now() < deadline {
-                let sent = Instant::now();
-                if request(n).await {
-                    latencies.push(sent.elapsed());
-                } else {
-                    failures += 1;
+    let workers: Vec<_> = (0..connections)
+        .map(|worker| {
+            let request = request.clone();
+            tokio::spawn(async move {
+                let (mut latencies, mut failures, mut n) = (Vec::new(), 0, worker);
+                while Instant::now() < deadline {
+                    let sent = Instant::now();
+                    if request(n).await {
+                        latencies.push(sent.elapsed());
+                    } else {
+                        failures += 1;
+                    }
+                    n += connections;
                 }
-                n += CONNECTIONS;
-            }
-            (latencies, failures)
+                (latencies, failures)
+            })
         })
-    });
+        .collect();
     let mut phase = Phase {
         latencies: Vec::new(),
         failures: 0,
         elapsed: Duration::ZERO,
+        connections,
+        server_cpu: Duration::ZERO,
     };
     for worker in workers {
         let (latencies, failures) = worker.await.expect("worker");
@@ -125,19 +143,22 @@ where
 }
 
 fn report(name: &str, mut phase: Phase) {
+    let ok = phase.latencies.len().max(1) as f64;
     phase.latencies.sort_unstable();
     let at = |quantile: f64| {
         let index = ((phase.latencies.len() as f64 * quantile).ceil() as usize).saturating_sub(1);
         phase.latencies.get(index).copied().unwrap_or_default().as_secs_f64() * 1000.0
     };
     println!(
-        "{name}: {} ok, {} failed in {:.1} s: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms ({CONNECTIONS} connections)",
+        "{name}, {} connection(s): {} ok, {} failed in {:.1} s: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, server CPU {:.3} ms/request",
+        phase.connections,
         phase.latencies.len(),
         phase.failures,
         phase.elapsed.as_secs_f64(),
         phase.latencies.len() as f64 / phase.elapsed.as_secs_f64(),
         at(0.50),
         at(0.99),
+        phase.server_cpu.as_secs_f64() * 1000.0 / ok,
     );
 }
 
@@ -175,6 +196,19 @@ fn start_server(dir: &std::path::Path) -> (Child, String, String) {
     }
     std::thread::spawn(move || lines.for_each(drop));
     (child, base.expect("url"), key.expect("the demo API key"))
+}
+
+/// CPU time (user + system) the server has used so far, from `/proc` (zero elsewhere).
+fn server_cpu(pid: u32) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
 }
 
 fn stop(server: &mut Child) {
