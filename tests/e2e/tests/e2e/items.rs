@@ -655,12 +655,6 @@ async fn invalid_requests_are_refused_and_change_nothing(backend: Backend) {
     assert!(page.items.is_empty(), "nothing was written: {:?}", page.items);
 }
 
-impl Backend {
-    fn clock_now(&self) -> i64 {
-        tessera_core::Clock::now_unix(&self.clock)
-    }
-}
-
 /// `Any` holds when one part does: the shape of a quota counter that may not exist yet.
 async fn an_any_condition_bounds_a_counter_that_starts_absent(backend: Backend) {
     let table = jobs_table();

@@ -29,21 +29,24 @@ conformance!(
     the_plan_request_limit_answers_429_with_retry_after,
     the_sweep_sends_the_message_of_a_job_whose_send_failed,
     the_event_stream_follows_a_job_until_it_ends,
+    the_daily_quota_resets_at_midnight_utc,
 );
 
 /// A signed-up user with their tenant.
 struct Account {
     token: String,
     tenant: TenantId,
+    email: String,
 }
 
 async fn account(app: &TestApp, plan: PlanTier) -> Account {
-    let (_, _, body) = app.signup().await;
+    let (email, _, body) = app.signup().await;
     let tenant = TenantId::parse(body["tenant"]["id"].as_str().expect("tenant")).expect("id");
     app.auth.accounts().set_plan(&tenant, plan).await.expect("plan");
     Account {
         token: body["tokens"]["access_token"].as_str().expect("token").to_owned(),
         tenant,
+        email,
     }
 }
 
@@ -727,4 +730,37 @@ async fn the_event_stream_follows_a_job_until_it_ends(backend: Backend) {
         "{text}"
     );
     assert!(text.contains("event: status"));
+}
+
+async fn the_daily_quota_resets_at_midnight_utc(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let free = account(&app, PlanTier::Free).await;
+    let now = app.backend.clock_now();
+    let today = tessera_api::v1::jobs::utc_day(now);
+    app.backend
+        .items
+        .update(
+            &accounts_table(),
+            &Key::new(format!("USAGE#{}", free.tenant), format!("DAY#{today}")),
+            Update::set("date", today.as_str()).and_add("tokens_used", 9_500),
+            None,
+        )
+        .await
+        .expect("earlier usage");
+    let (status, refused) = create(&app, &free.token, &spec_job()).await;
+    assert_eq!(status, 402, "{refused}");
+    assert_eq!(refused["error"]["code"], "QUOTA_EXCEEDED");
+    let (_, me) = send(&app, Method::GET, "/api/v1/user/me", &free.token, None).await;
+    assert_eq!(me["usage"]["tokens_remaining_today"], json!(0.5));
+    let midnight = now - now.rem_euclid(86_400) + 86_400;
+    assert_eq!(me["usage"]["reset_at"], tessera_api::auth::routes::timestamp(midnight));
+
+    app.backend.clock.advance(time::Duration::seconds(midnight - now + 1));
+    let fresh = app
+        .auth
+        .login(&free.email, "correct horse battery staple")
+        .await
+        .expect("login");
+    let (status, created) = create(&app, &fresh.access_token, &spec_job()).await;
+    assert_eq!(status, 201, "a new UTC day, a new quota: {created}");
 }

@@ -146,6 +146,11 @@ impl Backend {
         def
     }
 
+    /// The backend's clock, in unix seconds.
+    pub fn clock_now(&self) -> i64 {
+        self.clock.now_unix()
+    }
+
     /// The bucket the blob tests write to (keys are made unique per test).
     pub fn bucket(&self) -> BucketDef {
         tessera_store::definitions::artifacts_bucket()
