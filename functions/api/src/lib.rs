@@ -6,6 +6,7 @@ pub mod auth;
 pub mod blobs;
 pub mod client_ip;
 pub mod health;
+pub mod internal;
 pub mod problem;
 pub mod rate_limit;
 pub mod v1;

@@ -231,6 +231,10 @@ impl FromStr for Priority {
     }
 }
 
+/// How many times a job may run (claims plus re-claims after a worker vanished) before it fails
+/// with `WORKER_TIMEOUT`.
+pub const MAX_ATTEMPTS: u32 = 3;
+
 /// The message sent to a job's queue lane: just enough for a worker to claim the job (the job
 /// item is the truth; a duplicate or stale message is harmless because claiming is conditional).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

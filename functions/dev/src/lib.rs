@@ -72,6 +72,7 @@ pub async fn open_backend(config: &Config, public_url: &str) -> anyhow::Result<B
 pub fn app(backend: &Backend, auth: AuthService, v1: V1State) -> Router {
     let mut app = tessera_api::health::router(backend.ports.clone())
         .merge(tessera_api::auth::router(auth))
+        .merge(tessera_api::internal::router(v1.clone()))
         .merge(tessera_api::v1::router(v1));
     if let Some(store) = &backend.embedded {
         app = app.merge(tessera_api::blobs::router(store.clone()));

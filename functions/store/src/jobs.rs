@@ -3,7 +3,7 @@
 //!
 //! | item | table | pk | sk | index |
 //! | --- | --- | --- | --- | --- |
-//! | job | jobs | `JOB#<id>` | `JOB` | gsi1: `TENANT#<id>#JOBS` / `<created>#<id>`; gsi2 while queued: `LANE#<cap>#<prio>` / `<created>#<id>` |
+//! | job | jobs | `JOB#<id>` | `JOB` | gsi1: `TENANT#<id>#JOBS` / `<created>#<id>`; gsi2 while queued: `LANE#<cap>#<prio>` / `<created>#<id>`, while running: `RUNNING` / `<lease end>#<id>` |
 //! | idempotency record | jobs | `IDEMPOTENCY#<tenant>#<key>` | `IDEMPOTENCY` | (ttl 24 h) |
 //! | daily usage | accounts | `USAGE#<tenant>` | `DAY#<yyyy-mm-dd>` | |
 //! | jobs in flight | accounts | `TENANT#<id>` | `ACTIVE` | |
@@ -137,6 +137,21 @@ pub struct JobRecord {
     /// Whether its queue message was sent (the sweep re-sends the others).
     #[serde(default)]
     pub enqueued: bool,
+    /// The worker running it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_id: Option<String>,
+    /// Until when the running worker holds it (unix seconds); progress extends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_until: Option<i64>,
+}
+
+/// The outcome of a claim.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claimed {
+    /// The worker runs it: this attempt.
+    Run(JobRecord),
+    /// The worker drops the message: the job is final, running elsewhere, or gone.
+    Drop(Option<JobRecord>),
 }
 
 /// What a creation must stay within.
@@ -380,6 +395,179 @@ impl Jobs {
         self.items.count(&self.jobs, query).await
     }
 
+    /// Claims a job for `worker`: `QUEUED -> RUNNING`, or a re-claim of a `RUNNING` job whose
+    /// lease ran out (its worker vanished), as long as attempts remain. Every path is one
+    /// conditional write; a lost race answers `Drop` with the job as it now is.
+    pub async fn claim(&self, id: &JobId, worker: &str, now: i64, lease_seconds: i64) -> StoreResult<Claimed> {
+        let Some(job) = self.get(id).await? else {
+            return Ok(Claimed::Drop(None));
+        };
+        let condition = match job.status {
+            JobStatus::Queued => Condition::equals("status", JobStatus::Queued.as_str()),
+            JobStatus::Running
+                if job.lease_until.is_some_and(|until| until < now)
+                    && job.attempt < tessera_core::job::MAX_ATTEMPTS =>
+            {
+                Condition::All(vec![
+                    Condition::equals("status", JobStatus::Running.as_str()),
+                    Condition::equals("attempt", job.attempt),
+                ])
+            }
+            _ => return Ok(Claimed::Drop(Some(job))),
+        };
+        let lease_until = now + lease_seconds;
+        let update = Update::set("status", JobStatus::Running.as_str())
+            .and_set("worker_id", worker)
+            .and_set("started_at", job.started_at.unwrap_or(now))
+            .and_set("lease_until", lease_until)
+            .and_set("gsi2pk", RUNNING_PARTITION)
+            .and_set("gsi2sk", order_key(lease_until, &job.job_id))
+            .and_add("attempt", 1);
+        match self
+            .items
+            .update(&self.jobs, &job_key(id), update, Some(condition))
+            .await
+        {
+            Ok(item) => Ok(Claimed::Run(from_item(item)?)),
+            Err(StoreError::Conflict(_)) => Ok(Claimed::Drop(self.get(id).await?)),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Records progress of the worker's attempt (never backwards) and extends its lease;
+    /// `Conflict` when the attempt is no longer the job's running one.
+    pub async fn progress(
+        &self,
+        job: &JobId,
+        worker: &str,
+        attempt: u32,
+        percent: u8,
+        now: i64,
+        lease_seconds: i64,
+    ) -> StoreResult<()> {
+        let lease_until = now + lease_seconds;
+        let update = Update::set("lease_until", lease_until).and_set("gsi2sk", order_key(lease_until, job));
+        let update = update.and_set("progress", percent);
+        let condition = Condition::All(vec![
+            running_attempt(worker, attempt),
+            Condition::Any(vec![
+                Condition::AttributeNotExists("progress".into()),
+                Condition::Compare("progress".into(), Cmp::Le, json!(percent)),
+            ]),
+        ]);
+        match self
+            .items
+            .update(&self.jobs, &job_key(job), update, Some(condition))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(StoreError::Conflict(reason)) => match self.get(job).await? {
+                // A report that would move progress back only extends the lease.
+                Some(current)
+                    if current.status == JobStatus::Running
+                        && current.attempt == attempt
+                        && current.worker_id.as_deref() == Some(worker) =>
+                {
+                    let lease = Update::set("lease_until", lease_until).and_set("gsi2sk", order_key(lease_until, job));
+                    self.items
+                        .update(&self.jobs, &job_key(job), lease, Some(running_attempt(worker, attempt)))
+                        .await
+                        .map(drop)
+                }
+                _ => Err(StoreError::Conflict(reason)),
+            },
+            Err(other) => Err(other),
+        }
+    }
+
+    /// `RUNNING -> COMPLETED` for the worker's attempt, with its artifacts; frees the slot in
+    /// flight and counts the completion, all in one transaction.
+    pub async fn complete(
+        &self,
+        job: &JobRecord,
+        worker: &str,
+        attempt: u32,
+        artifacts: &[ArtifactRecord],
+        now: i64,
+    ) -> StoreResult<()> {
+        let artifacts = serde_json::to_value(artifacts).map_err(|error| StoreError::Internal(error.to_string()))?;
+        let update = Update::set("status", JobStatus::Completed.as_str())
+            .and_set("completed_at", now)
+            .and_set("progress", 100)
+            .and_set("artifacts", artifacts)
+            .and_remove("gsi2pk")
+            .and_remove("gsi2sk")
+            .and_remove("lease_until");
+        let usage = Update::set("date", job.usage_day.as_str()).and_add("jobs_completed", 1);
+        self.finish(job, running_attempt(worker, attempt), update, usage).await
+    }
+
+    /// `RUNNING -> FAILED` (by the worker's attempt, or by the sweep when `worker` is `None`);
+    /// refunds the tokens, frees the slot in flight and counts the failure, in one transaction.
+    pub async fn fail(
+        &self,
+        job: &JobRecord,
+        worker: Option<(&str, u32)>,
+        error: &JobError,
+        retry_available: bool,
+        now: i64,
+    ) -> StoreResult<()> {
+        let condition = match worker {
+            Some((worker, attempt)) => running_attempt(worker, attempt),
+            None => Condition::All(vec![
+                Condition::equals("status", JobStatus::Running.as_str()),
+                Condition::equals("attempt", job.attempt),
+            ]),
+        };
+        let error = serde_json::to_value(error).map_err(|error| StoreError::Internal(error.to_string()))?;
+        let update = Update::set("status", JobStatus::Failed.as_str())
+            .and_set("failed_at", now)
+            .and_set("error", error)
+            .and_set("retry_available", retry_available)
+            .and_remove("gsi2pk")
+            .and_remove("gsi2sk")
+            .and_remove("lease_until");
+        let cost = i64::try_from(job.cost).unwrap_or(i64::MAX);
+        let usage = Update::set("date", job.usage_day.as_str())
+            .and_add("tokens_used", -cost)
+            .and_add(format!("tokens_{}", job.capability), -cost)
+            .and_add("jobs_failed", 1);
+        self.finish(job, condition, update, usage).await
+    }
+
+    async fn finish(&self, job: &JobRecord, condition: Condition, update: Update, usage: Update) -> StoreResult<()> {
+        let writes = vec![
+            Write::Update {
+                table: self.jobs.clone(),
+                key: job_key(&job.job_id),
+                update,
+                condition: Some(condition),
+            },
+            Write::Update {
+                table: self.accounts.clone(),
+                key: usage_key(&job.tenant_id, &job.usage_day),
+                update: usage,
+                condition: None,
+            },
+            Write::Update {
+                table: self.accounts.clone(),
+                key: active_key(&job.tenant_id),
+                update: Update::set("kind", "active").and_add("active", -1),
+                condition: None,
+            },
+        ];
+        self.items.transact(writes).await
+    }
+
+    /// `RUNNING` jobs whose lease ended before `before` (their worker is gone).
+    pub async fn lapsed(&self, before: i64) -> StoreResult<Vec<JobRecord>> {
+        let mut query = Query::partition(RUNNING_PARTITION);
+        query.index = Some("gsi2".into());
+        query.range = SortRange::Lt(format!("{:020}#", before.max(0)));
+        query.limit = 1000;
+        self.collect(query).await
+    }
+
     /// `QUEUED` jobs of one lane whose queue message was never recorded as sent, created
     /// before `before` (unix seconds), oldest first.
     pub async fn unqueued(
@@ -485,6 +673,18 @@ fn active_key(tenant: &TenantId) -> Key {
 
 fn idempotency_key(tenant: &TenantId, key: &str) -> Key {
     Key::new(format!("IDEMPOTENCY#{tenant}#{key}"), "IDEMPOTENCY")
+}
+
+/// The index partition of running jobs, sorted by the end of their lease.
+const RUNNING_PARTITION: &str = "RUNNING";
+
+/// The job is running this worker's attempt.
+fn running_attempt(worker: &str, attempt: u32) -> Condition {
+    Condition::All(vec![
+        Condition::equals("status", JobStatus::Running.as_str()),
+        Condition::equals("worker_id", worker),
+        Condition::equals("attempt", attempt),
+    ])
 }
 
 fn lane_key(capability: Capability, priority: Priority) -> String {

@@ -152,6 +152,8 @@ fn new_job(
         retry_available: false,
         artifacts: Vec::new(),
         enqueued: false,
+        worker_id: None,
+        lease_until: None,
     }
 }
 

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use tessera_core::request::WebhookRules;
 use tessera_core::{Catalog, Clock, IdSource, Principal};
 use tessera_store::jobs::Jobs;
-use tessera_store::{BlobStore, Ports, Queue};
+use tessera_store::{BlobStore, ItemStore, Ports, Queue};
 
 pub use error::ApiError;
 
@@ -31,6 +31,8 @@ pub struct V1State {
     pub auth: AuthService,
     /// The jobs repository.
     pub jobs: Jobs,
+    /// The item store itself (worker registry).
+    pub items: Arc<dyn ItemStore>,
     /// The job queues.
     pub queue: Arc<dyn Queue>,
     /// The artifacts.
@@ -57,6 +59,7 @@ impl V1State {
         Self {
             auth,
             jobs: Jobs::new(ports.items.clone()),
+            items: ports.items.clone(),
             queue: ports.queue.clone(),
             blobs: ports.blobs.clone(),
             clock,

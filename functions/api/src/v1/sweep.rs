@@ -2,11 +2,13 @@
 //! send) between the two leaves a `QUEUED` job that no worker will see. The sweep finds those
 //! jobs in every lane and sends their messages. It runs on a timer in the dev server and as a
 //! scheduled Lambda on AWS. A message sent twice is harmless: claiming a job is conditional.
+//! It also fails, with `WORKER_TIMEOUT` and `retry_available`, running jobs whose worker stopped
+//! renewing its lease long ago (and refunds them).
 
 use tessera_core::{Capability, JobMessage, Priority};
 use tessera_store::StoreResult;
 use tessera_store::definitions::job_queue;
-use tessera_store::jobs::JobRecord;
+use tessera_store::jobs::{JobError, JobRecord};
 use tessera_store::queue::OutgoingMessage;
 
 use super::V1State;
@@ -15,6 +17,10 @@ use super::V1State;
 /// this keeps the sweep from racing a request still in flight).
 pub const GRACE_SECONDS: i64 = 30;
 
+/// How long after its lease ended a running job is failed with `WORKER_TIMEOUT` (its message
+/// comes back within the 60 s visibility timeout and a live worker re-claims it long before).
+pub const LAPSE_SECONDS: i64 = 600;
+
 /// What one sweep did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SweepReport {
@@ -22,6 +28,8 @@ pub struct SweepReport {
     pub resent: usize,
     /// Sends that failed again (left for the next sweep).
     pub failed: usize,
+    /// Running jobs failed with `WORKER_TIMEOUT` because their worker vanished.
+    pub timed_out: usize,
 }
 
 /// Sends the message of every `QUEUED` job older than [`GRACE_SECONDS`] whose message was never
@@ -40,8 +48,29 @@ pub async fn sweep(state: &V1State) -> StoreResult<SweepReport> {
             }
         }
     }
+    let now = state.now();
+    for job in state.jobs.lapsed(now - LAPSE_SECONDS).await? {
+        let error = JobError {
+            code: "WORKER_TIMEOUT".into(),
+            message: "Worker became unresponsive during execution".into(),
+            details: format!(
+                "no word from worker {} since its lease ended",
+                job.worker_id.as_deref().unwrap_or("?")
+            ),
+        };
+        match state.jobs.fail(&job, None, &error, true, now).await {
+            Ok(()) => report.timed_out += 1,
+            Err(tessera_store::StoreError::Conflict(_)) => {}
+            Err(error) => return Err(error),
+        }
+    }
     if report != SweepReport::default() {
-        tracing::info!(resent = report.resent, failed = report.failed, "sweep");
+        tracing::info!(
+            resent = report.resent,
+            failed = report.failed,
+            timed_out = report.timed_out,
+            "sweep"
+        );
     }
     Ok(report)
 }

@@ -6,6 +6,7 @@
 mod auth;
 mod blobs;
 mod dev_server;
+mod internal_api;
 mod items;
 mod jobs_api;
 mod lambdas;

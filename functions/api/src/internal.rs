@@ -1,0 +1,319 @@
+//! The `internal` family: what GPU workers call, with a service credential only.
+//!
+//! | route | body | answer |
+//! | --- | --- | --- |
+//! | `POST /api/internal/heartbeat` | the spec's heartbeat | `{"status": "ok", "next_heartbeat_seconds": 30}` |
+//! | `POST /api/internal/jobs/{id}/claim` | `{worker_id}` | `{"action": "run", "attempt", "job"}` or `{"action": "drop", "reason"}` |
+//! | `POST /api/internal/jobs/{id}/progress` | `{worker_id, attempt, percent, stage?}` | `{"cancelled": bool}` |
+//! | `POST /api/internal/jobs/{id}/complete` | `{worker_id, attempt, artifacts[]}` | `{"status": "COMPLETED", "cancelled": false}` |
+//! | `POST /api/internal/jobs/{id}/fail` | `{worker_id, attempt, code, message, details?, retryable}` | `{"status": "FAILED", "cancelled": false}` |
+//!
+//! Every lifecycle call is a conditional transition on the job's state, worker and attempt. When
+//! the attempt is no longer the job's (cancelled, finished, or re-claimed by another worker) the
+//! answer is 409 with `cancelled` telling the worker to interrupt and drop it.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::middleware::from_fn_with_state;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tessera_core::{JobId, JobStatus};
+use tessera_store::StoreError;
+use tessera_store::definitions::jobs_table;
+use tessera_store::item::{Key, Update};
+use tessera_store::jobs::{ArtifactRecord, Claimed, JobError, JobRecord};
+
+use crate::auth::layer::authenticate;
+use crate::auth::{Accepts, Guard};
+use crate::problem::JsonBody;
+use crate::v1::error::v1_style;
+use crate::v1::{ApiError, V1State};
+
+/// How long a claim (or a progress report) holds a job for its worker, in seconds.
+pub const LEASE_SECONDS: i64 = 120;
+/// How long a worker's heartbeat keeps it listed as live, in seconds.
+pub const WORKER_TTL_SECONDS: i64 = 90;
+/// How long a job may run before the worker interrupts it, unless the model says otherwise.
+pub const DEFAULT_TIMEOUT_SECONDS: u32 = 300;
+
+/// The family's routes, behind the service-credential layer.
+pub fn router(state: V1State) -> Router {
+    let guard = Guard {
+        service: state.auth.clone(),
+        accepts: Accepts::Services,
+        render: v1_style,
+    };
+    Router::new()
+        .route("/api/internal/heartbeat", post(heartbeat))
+        .route("/api/internal/jobs/{job_id}/claim", post(claim))
+        .route("/api/internal/jobs/{job_id}/progress", post(progress))
+        .route("/api/internal/jobs/{job_id}/complete", post(complete))
+        .route("/api/internal/jobs/{job_id}/fail", post(fail))
+        .layer(from_fn_with_state(guard, authenticate))
+        .with_state(state)
+}
+
+#[derive(Deserialize)]
+struct Heartbeat {
+    worker_id: String,
+    status: String,
+    capabilities: Vec<String>,
+    loaded_models: Vec<String>,
+    gpu_memory_used_mb: Option<u64>,
+    gpu_memory_total_mb: Option<u64>,
+    uptime_seconds: u64,
+    jobs_completed: u64,
+}
+
+async fn heartbeat(State(state): State<V1State>, JsonBody(beat): JsonBody<Heartbeat>) -> Result<Json<Value>, ApiError> {
+    let worker_id = checked_worker(&beat.worker_id)?;
+    let now = state.now();
+    let update = Update::set("status", beat.status.as_str())
+        .and_set("capabilities", json!(beat.capabilities))
+        .and_set("loaded_models", json!(beat.loaded_models))
+        .and_set("gpu_memory_used_mb", json!(beat.gpu_memory_used_mb))
+        .and_set("gpu_memory_total_mb", json!(beat.gpu_memory_total_mb))
+        .and_set("uptime_seconds", beat.uptime_seconds)
+        .and_set("jobs_completed", beat.jobs_completed)
+        .and_set("seen_at", now)
+        .and_set("gsi1pk", "WORKERS")
+        .and_set("gsi1sk", worker_id.as_str())
+        .and_set("ttl", now + WORKER_TTL_SECONDS);
+    let key = Key::new(format!("WORKER#{worker_id}"), "WORKER");
+    state.items.update(&jobs_table(), &key, update, None).await?;
+    Ok(Json(json!({ "status": "ok", "next_heartbeat_seconds": 30 })))
+}
+
+#[derive(Deserialize)]
+struct ClaimRequest {
+    worker_id: String,
+}
+
+async fn claim(
+    State(state): State<V1State>,
+    Path(job_id): Path<String>,
+    JsonBody(request): JsonBody<ClaimRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let worker = checked_worker(&request.worker_id)?;
+    let id = job_id_of(&job_id)?;
+    match state.jobs.claim(&id, &worker, state.now(), LEASE_SECONDS).await? {
+        Claimed::Run(job) => {
+            tracing::info!(job = %job.job_id, worker = %worker, attempt = job.attempt, "job claimed");
+            Ok(Json(
+                json!({ "action": "run", "attempt": job.attempt, "job": work_order(&job) }),
+            ))
+        }
+        Claimed::Drop(job) => {
+            let reason = match job.as_ref().map(|job| job.status) {
+                None => "not_found",
+                Some(JobStatus::Cancelled) => "cancelled",
+                Some(JobStatus::Completed) => "completed",
+                Some(JobStatus::Failed) => "failed",
+                Some(JobStatus::Running) => "running_elsewhere",
+                Some(JobStatus::Queued) => "lost_race",
+            };
+            Ok(Json(json!({ "action": "drop", "reason": reason })))
+        }
+    }
+}
+
+/// What a worker needs to run the job.
+fn work_order(job: &JobRecord) -> Value {
+    let (width, height) = job
+        .params
+        .resolution
+        .as_deref()
+        .and_then(|resolution| tessera_core::Resolution::parse(resolution).ok())
+        .map_or((None, None), |resolution| {
+            (Some(resolution.width), Some(resolution.height))
+        });
+    json!({
+        "job_id": job.job_id,
+        "capability": job.capability,
+        "model_id": job.model_version,
+        "workflow_id": format!("{}_{}", workflow_kind(job), job.model.replace('-', "_")),
+        "params": {
+            "prompt": job.params.prompt,
+            "negative_prompt": job.params.negative_prompt,
+            "width": width,
+            "height": height,
+            "steps": job.params.steps,
+            "seed": job.params.seed,
+        },
+        "timeout_seconds": DEFAULT_TIMEOUT_SECONDS,
+    })
+}
+
+fn workflow_kind(job: &JobRecord) -> &'static str {
+    match job.capability {
+        tessera_core::Capability::Image => "txt2img",
+        tessera_core::Capability::Video => "txt2vid",
+        tessera_core::Capability::Text => "txt2txt",
+        tessera_core::Capability::Audio => "txt2audio",
+    }
+}
+
+#[derive(Deserialize)]
+struct ProgressRequest {
+    worker_id: String,
+    attempt: u32,
+    percent: u8,
+}
+
+async fn progress(
+    State(state): State<V1State>,
+    Path(job_id): Path<String>,
+    JsonBody(request): JsonBody<ProgressRequest>,
+) -> Result<Json<Value>, (StatusCode, Json<Value>)> {
+    let id = job_id_of(&job_id).map_err(rejected)?;
+    if request.percent > 100 {
+        return Err(rejected(ApiError::invalid("percent", "expected 0 to 100")));
+    }
+    let outcome = state
+        .jobs
+        .progress(
+            &id,
+            &request.worker_id,
+            request.attempt,
+            request.percent,
+            state.now(),
+            LEASE_SECONDS,
+        )
+        .await;
+    settle(&state, &id, outcome)
+        .await
+        .map(|()| Json(json!({ "cancelled": false })))
+}
+
+#[derive(Deserialize)]
+struct CompleteRequest {
+    worker_id: String,
+    attempt: u32,
+    artifacts: Vec<ArtifactRecord>,
+}
+
+async fn complete(
+    State(state): State<V1State>,
+    Path(job_id): Path<String>,
+    JsonBody(request): JsonBody<CompleteRequest>,
+) -> Result<Json<Value>, (StatusCode, Json<Value>)> {
+    let job = owned_job(&state, &job_id).await?;
+    let prefix = format!("outputs/{}/", job.job_id);
+    let outside = request.artifacts.iter().any(|artifact| {
+        !artifact.key.starts_with(&prefix)
+            || artifact
+                .thumbnail_key
+                .as_ref()
+                .is_some_and(|key| !key.starts_with(&prefix))
+    });
+    if outside {
+        return Err(rejected(ApiError::invalid(
+            "artifacts",
+            format!("keys must start with {prefix}"),
+        )));
+    }
+    let outcome = state
+        .jobs
+        .complete(
+            &job,
+            &request.worker_id,
+            request.attempt,
+            &request.artifacts,
+            state.now(),
+        )
+        .await;
+    settle(&state, &job.job_id, outcome).await?;
+    tracing::info!(job = %job.job_id, worker = %request.worker_id, "job completed");
+    Ok(Json(json!({ "status": JobStatus::Completed, "cancelled": false })))
+}
+
+#[derive(Deserialize)]
+struct FailRequest {
+    worker_id: String,
+    attempt: u32,
+    code: String,
+    message: String,
+    #[serde(default)]
+    details: String,
+    retryable: bool,
+}
+
+async fn fail(
+    State(state): State<V1State>,
+    Path(job_id): Path<String>,
+    JsonBody(request): JsonBody<FailRequest>,
+) -> Result<Json<Value>, (StatusCode, Json<Value>)> {
+    let job = owned_job(&state, &job_id).await?;
+    let error = JobError {
+        code: request.code,
+        message: request.message,
+        details: request.details,
+    };
+    let worker = Some((request.worker_id.as_str(), request.attempt));
+    let outcome = state
+        .jobs
+        .fail(&job, worker, &error, request.retryable, state.now())
+        .await;
+    settle(&state, &job.job_id, outcome).await?;
+    tracing::info!(job = %job.job_id, worker = %request.worker_id, code = %error.code, "job failed");
+    Ok(Json(json!({ "status": JobStatus::Failed, "cancelled": false })))
+}
+
+async fn owned_job(state: &V1State, job_id: &str) -> Result<JobRecord, (StatusCode, Json<Value>)> {
+    let id = job_id_of(job_id).map_err(rejected)?;
+    state
+        .jobs
+        .get(&id)
+        .await
+        .map_err(|error| rejected(error.into()))?
+        .ok_or_else(|| rejected(ApiError::job_not_found()))
+}
+
+/// Turns a lost conditional transition into 409 with `cancelled` (and the job's status).
+async fn settle(state: &V1State, id: &JobId, outcome: Result<(), StoreError>) -> Result<(), (StatusCode, Json<Value>)> {
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(StoreError::Conflict(_)) => {
+            let current = state.jobs.get(id).await.map_err(|error| rejected(error.into()))?;
+            let status = current.as_ref().map(|job| job.status);
+            Err((
+                StatusCode::CONFLICT,
+                Json(json!({
+                    "error": {
+                        "code": "CONFLICT",
+                        "message": "this attempt is no longer the job's running one; interrupt and drop it",
+                        "details": null,
+                    },
+                    "cancelled": status == Some(JobStatus::Cancelled),
+                    "status": status,
+                })),
+            ))
+        }
+        Err(other) => Err(rejected(other.into())),
+    }
+}
+
+fn rejected(error: ApiError) -> (StatusCode, Json<Value>) {
+    let status = error.status;
+    let body = json!({ "error": { "code": error.code, "message": error.message, "details": error.details } });
+    (status, Json(body))
+}
+
+fn job_id_of(raw: &str) -> Result<JobId, ApiError> {
+    JobId::parse(raw).map_err(|_| ApiError::job_not_found())
+}
+
+fn checked_worker(raw: &str) -> Result<String, ApiError> {
+    let ok =
+        !raw.is_empty() && raw.len() <= 100 && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    if ok {
+        Ok(raw.to_owned())
+    } else {
+        Err(ApiError::invalid(
+            "worker_id",
+            "1 to 100 letters, digits, '-', '_', '.', ':'",
+        ))
+    }
+}

@@ -1,0 +1,360 @@
+//! The `internal` family over HTTP on both backends: a worker's claim, progress, complete and
+//! fail, each a conditional transition that tells the worker when its job was cancelled.
+
+use bytes::Bytes;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tessera_api::internal::LEASE_SECONDS;
+use tessera_api::v1::sweep::{LAPSE_SECONDS, sweep};
+use tessera_core::{PlanTier, TenantId};
+use tessera_store::definitions::artifacts_bucket;
+
+use crate::conformance;
+use crate::support::{Backend, TestApp};
+
+conformance!(
+    a_worker_claims_reports_progress_and_completes_a_job,
+    a_duplicate_delivery_is_dropped_not_run,
+    a_cancel_while_running_tells_the_worker_to_drop_the_job,
+    a_vanished_workers_job_is_reclaimed_and_completes_exactly_once,
+    a_job_whose_worker_never_returns_fails_with_worker_timeout_and_is_refunded,
+    a_worker_failure_records_the_error_and_refunds,
+    only_service_credentials_reach_the_internal_routes,
+);
+
+struct World {
+    app: TestApp,
+    user: String,
+    tenant: TenantId,
+    service: String,
+}
+
+async fn world(backend: Backend, plan: PlanTier) -> World {
+    let app = TestApp::spawn(backend).await;
+    let (_, _, body) = app.signup().await;
+    let tenant = TenantId::parse(body["tenant"]["id"].as_str().expect("tenant")).expect("id");
+    app.auth.accounts().set_plan(&tenant, plan).await.expect("plan");
+    let service = app
+        .auth
+        .create_service_key("gpu-worker")
+        .await
+        .expect("service key")
+        .key;
+    World {
+        user: body["tokens"]["access_token"].as_str().expect("token").to_owned(),
+        tenant,
+        service,
+        app,
+    }
+}
+
+impl World {
+    async fn call(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.app.client.request(method, self.app.url(path)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn new_job(&self) -> String {
+        let body = json!({"capability": "image", "params": {"prompt": "a lighthouse", "seed": 7}});
+        let (status, created) = self.call(Method::POST, "/api/v1/jobs", &self.user, Some(body)).await;
+        assert_eq!(status, 201, "{created}");
+        created["job_id"].as_str().expect("id").to_owned()
+    }
+
+    async fn worker(&self, job: &str, step: &str, body: Value) -> (StatusCode, Value) {
+        self.call(
+            Method::POST,
+            &format!("/api/internal/jobs/{job}/{step}"),
+            &self.service,
+            Some(body),
+        )
+        .await
+    }
+
+    async fn job(&self, job: &str) -> Value {
+        self.call(Method::GET, &format!("/api/v1/jobs/{job}"), &self.user, None)
+            .await
+            .1
+    }
+
+    async fn usage(&self) -> Value {
+        self.call(Method::GET, "/api/v1/user/me", &self.user, None).await.1["usage"].clone()
+    }
+}
+
+async fn a_worker_claims_reports_progress_and_completes_a_job(backend: Backend) {
+    let world = world(backend, PlanTier::Free).await;
+    let job = world.new_job().await;
+    let (status, claimed) = world.worker(&job, "claim", json!({"worker_id": "w1"})).await;
+    assert_eq!(status, 200, "{claimed}");
+    assert_eq!(claimed["action"], "run");
+    assert_eq!(claimed["attempt"], 1);
+    assert_eq!(claimed["job"]["model_id"], "sdxl-1.0");
+    assert_eq!(claimed["job"]["workflow_id"], "txt2img_sdxl");
+    assert_eq!(claimed["job"]["params"]["seed"], 7);
+    assert_eq!(
+        (
+            claimed["job"]["params"]["width"].clone(),
+            claimed["job"]["params"]["height"].clone()
+        ),
+        (json!(1024), json!(1024))
+    );
+
+    let (status, answer) = world
+        .worker(
+            &job,
+            "progress",
+            json!({"worker_id": "w1", "attempt": 1, "percent": 30}),
+        )
+        .await;
+    assert_eq!((status.as_u16(), answer), (200, json!({"cancelled": false})));
+    assert_eq!(world.job(&job).await["progress"], 30);
+    let (status, _) = world
+        .worker(
+            &job,
+            "progress",
+            json!({"worker_id": "w1", "attempt": 1, "percent": 20}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(world.job(&job).await["progress"], 30, "progress never goes backwards");
+
+    let key = format!("outputs/{job}/output.png");
+    let thumbnail = format!("outputs/{job}/thumb.jpg");
+    let blobs = &world.app.backend.blobs;
+    blobs
+        .put(&artifacts_bucket(), &key, Bytes::from_static(b"the png"), "image/png")
+        .await
+        .expect("put");
+    blobs
+        .put(
+            &artifacts_bucket(),
+            &thumbnail,
+            Bytes::from_static(b"the jpeg"),
+            "image/jpeg",
+        )
+        .await
+        .expect("put");
+    let artifact = json!({"id": "artifact_000000000001", "type": "image", "key": key, "thumbnail_key": thumbnail,
+                          "format": "png", "width": 1024, "height": 1024, "file_size_bytes": 7});
+    let (status, done) = world
+        .worker(
+            &job,
+            "complete",
+            json!({"worker_id": "w1", "attempt": 1, "artifacts": [artifact]}),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), done),
+        (200, json!({"status": "COMPLETED", "cancelled": false}))
+    );
+
+    let completed = world.job(&job).await;
+    assert_eq!(completed["status"], "COMPLETED");
+    let url = completed["artifacts"][0]["url"].as_str().expect("url");
+    assert_eq!(
+        reqwest::get(url).await.expect("download").bytes().await.expect("bytes"),
+        "the png"
+    );
+    let thumb = completed["artifacts"][0]["thumbnail_url"].as_str().expect("thumbnail");
+    assert_eq!(
+        reqwest::get(thumb)
+            .await
+            .expect("download")
+            .bytes()
+            .await
+            .expect("bytes"),
+        "the jpeg"
+    );
+    world.app.backend.clock.advance(time::Duration::seconds(61));
+    assert_eq!(world.usage().await["tokens_used_today"], json!(1.0), "charged once");
+    let (_, usage) = world.call(Method::GET, "/api/v1/user/usage", &world.user, None).await;
+    assert_eq!(usage["total"]["jobs_completed"], 1);
+    world.new_job().await;
+}
+
+async fn a_duplicate_delivery_is_dropped_not_run(backend: Backend) {
+    let world = world(backend, PlanTier::Pro).await;
+    let job = world.new_job().await;
+    assert_eq!(
+        world.worker(&job, "claim", json!({"worker_id": "w1"})).await.1["action"],
+        "run"
+    );
+    let (_, again) = world.worker(&job, "claim", json!({"worker_id": "w2"})).await;
+    assert_eq!(again, json!({"action": "drop", "reason": "running_elsewhere"}));
+    world
+        .worker(
+            &job,
+            "complete",
+            json!({"worker_id": "w1", "attempt": 1, "artifacts": []}),
+        )
+        .await;
+    let (_, after) = world.worker(&job, "claim", json!({"worker_id": "w2"})).await;
+    assert_eq!(after, json!({"action": "drop", "reason": "completed"}));
+    let (_, missing) = world
+        .worker("job_000000000000", "claim", json!({"worker_id": "w2"}))
+        .await;
+    assert_eq!(missing, json!({"action": "drop", "reason": "not_found"}));
+}
+
+async fn a_cancel_while_running_tells_the_worker_to_drop_the_job(backend: Backend) {
+    let world = world(backend, PlanTier::Free).await;
+    let job = world.new_job().await;
+    world.worker(&job, "claim", json!({"worker_id": "w1"})).await;
+    let (status, _) = world
+        .call(Method::DELETE, &format!("/api/v1/jobs/{job}"), &world.user, None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, answer) = world
+        .worker(
+            &job,
+            "progress",
+            json!({"worker_id": "w1", "attempt": 1, "percent": 50}),
+        )
+        .await;
+    assert_eq!(status, 409);
+    assert_eq!(
+        (answer["cancelled"].clone(), answer["status"].clone()),
+        (json!(true), json!("CANCELLED"))
+    );
+    let (status, answer) = world
+        .worker(
+            &job,
+            "complete",
+            json!({"worker_id": "w1", "attempt": 1, "artifacts": []}),
+        )
+        .await;
+    assert_eq!((status.as_u16(), answer["cancelled"].clone()), (409, json!(true)));
+    assert_eq!(world.job(&job).await["status"], "CANCELLED");
+    assert_eq!(
+        world.usage().await["tokens_used_today"],
+        json!(0.0),
+        "the cancel refunded, the worker charged nothing"
+    );
+    world.new_job().await;
+}
+
+async fn a_vanished_workers_job_is_reclaimed_and_completes_exactly_once(backend: Backend) {
+    let world = world(backend, PlanTier::Free).await;
+    let job = world.new_job().await;
+    world.worker(&job, "claim", json!({"worker_id": "w1"})).await;
+    world
+        .app
+        .backend
+        .clock
+        .advance(time::Duration::seconds(LEASE_SECONDS + 1));
+    let (_, reclaimed) = world.worker(&job, "claim", json!({"worker_id": "w2"})).await;
+    assert_eq!(
+        (reclaimed["action"].clone(), reclaimed["attempt"].clone()),
+        (json!("run"), json!(2))
+    );
+    let (status, late) = world
+        .worker(
+            &job,
+            "complete",
+            json!({"worker_id": "w1", "attempt": 1, "artifacts": []}),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), late["cancelled"].clone()),
+        (409, json!(false)),
+        "the first worker lost the job"
+    );
+    let (status, _) = world
+        .worker(
+            &job,
+            "complete",
+            json!({"worker_id": "w2", "attempt": 2, "artifacts": []}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = world
+        .worker(
+            &job,
+            "complete",
+            json!({"worker_id": "w2", "attempt": 2, "artifacts": []}),
+        )
+        .await;
+    assert_eq!(status, 409, "completed once");
+    let user = world.call(Method::GET, "/api/auth/me", &world.user, None).await;
+    assert_eq!(user.0, 200);
+    let fresh = world.app.auth.accounts().tenant(&world.tenant).await.expect("tenant");
+    assert!(fresh.is_some());
+    let (_, usage) = world.call(Method::GET, "/api/v1/user/usage", &world.user, None).await;
+    assert_eq!(
+        (
+            usage["total"]["jobs_completed"].clone(),
+            usage["total"]["tokens_used"].clone()
+        ),
+        (json!(1), json!(1.0))
+    );
+}
+
+async fn a_job_whose_worker_never_returns_fails_with_worker_timeout_and_is_refunded(backend: Backend) {
+    let world = world(backend, PlanTier::Free).await;
+    let job = world.new_job().await;
+    world.worker(&job, "claim", json!({"worker_id": "w1"})).await;
+    world
+        .app
+        .backend
+        .clock
+        .advance(time::Duration::seconds(LEASE_SECONDS + LAPSE_SECONDS + 1));
+    let report = sweep(&world.app.v1).await.expect("sweep");
+    assert!(report.timed_out >= 1, "{report:?}");
+    let failed = world.job(&job).await;
+    assert_eq!(failed["status"], "FAILED", "{failed}");
+    assert_eq!(failed["error"]["code"], "WORKER_TIMEOUT");
+    assert_eq!(failed["retry_available"], true);
+    assert_eq!(world.usage().await["tokens_used_today"], json!(0.0), "refunded");
+    world.new_job().await;
+}
+
+async fn a_worker_failure_records_the_error_and_refunds(backend: Backend) {
+    let world = world(backend, PlanTier::Free).await;
+    let job = world.new_job().await;
+    world.worker(&job, "claim", json!({"worker_id": "w1"})).await;
+    let failure = json!({"worker_id": "w1", "attempt": 1, "code": "OOM", "message": "Out of memory",
+                         "details": "CUDA out of memory", "retryable": false});
+    let (status, answer) = world.worker(&job, "fail", failure.clone()).await;
+    assert_eq!(
+        (status.as_u16(), answer),
+        (200, json!({"status": "FAILED", "cancelled": false}))
+    );
+    let failed = world.job(&job).await;
+    assert_eq!(
+        failed["error"],
+        json!({"code": "OOM", "message": "Out of memory", "details": "CUDA out of memory"})
+    );
+    assert_eq!(failed["retry_available"], false);
+    assert_eq!(world.usage().await["tokens_used_today"], json!(0.0));
+    assert_eq!(world.worker(&job, "fail", failure).await.0, 409, "failed once");
+    let (_, usage) = world.call(Method::GET, "/api/v1/user/usage", &world.user, None).await;
+    assert_eq!(usage["usage"][0]["jobs_failed"], 1);
+}
+
+async fn only_service_credentials_reach_the_internal_routes(backend: Backend) {
+    let world = world(backend, PlanTier::Free).await;
+    let job = world.new_job().await;
+    let path = format!("/api/internal/jobs/{job}/claim");
+    let (status, answer) = world
+        .call(Method::POST, &path, &world.user, Some(json!({"worker_id": "w1"})))
+        .await;
+    assert_eq!(status, 401, "{answer}");
+    assert_eq!(answer["error"]["code"], "UNAUTHORIZED");
+    let (status, _) = world.call(Method::GET, "/api/v1/jobs", &world.service, None).await;
+    assert_eq!(status, 401, "a service key is no user");
+    let beat = json!({"worker_id": "worker-gpu-0", "status": "idle", "capabilities": ["image", "video"],
+                      "loaded_models": ["sdxl-1.0"], "gpu_memory_used_mb": 8000, "gpu_memory_total_mb": 16000,
+                      "uptime_seconds": 3600, "jobs_completed": 42});
+    let (status, answer) = world
+        .call(Method::POST, "/api/internal/heartbeat", &world.service, Some(beat))
+        .await;
+    assert_eq!((status.as_u16(), answer["status"].clone()), (200, json!("ok")));
+    let (status, _) = world.worker(&job, "claim", json!({"worker_id": "bad worker id"})).await;
+    assert_eq!(status, 400);
+}
