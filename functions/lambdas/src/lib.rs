@@ -83,6 +83,21 @@ pub fn v1_state(ports: &Ports, auth: AuthService) -> anyhow::Result<V1State> {
     ))
 }
 
+/// The `/api/v1` state of this function, from its environment (AWS backend, auth settings,
+/// webhook rules, catalog).
+pub async fn v1_from_env() -> anyhow::Result<V1State> {
+    let ports = aws_ports().await?;
+    let auth = auth_service(&ports)?;
+    v1_state(&ports, auth)
+}
+
+/// Runs one family that lives on the `/api/v1` state as this Lambda's handler.
+pub async fn serve_v1(family: fn(V1State) -> Router) -> Result<(), lambda_http::Error> {
+    init_logs();
+    let state = v1_from_env().await?;
+    lambda_http::run(lambda_router(family(state))).await
+}
+
 /// `router` as a Lambda serves it: the caller's IP comes from the API Gateway (or ALB) request
 /// context, never from a client header.
 pub fn lambda_router(router: Router) -> Router {

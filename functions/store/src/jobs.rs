@@ -346,33 +346,16 @@ impl Jobs {
                 Condition::equals("status", JobStatus::Running.as_str()),
             ]),
         ]);
-        let writes = vec![
-            Write::Update {
-                table: self.jobs.clone(),
-                key: job_key(&job.job_id),
-                update: Update::set("status", JobStatus::Cancelled.as_str())
-                    .and_set("cancelled_at", now)
-                    .and_remove("gsi2pk")
-                    .and_remove("gsi2sk"),
-                condition: Some(cancellable),
-            },
-            Write::Update {
-                table: self.accounts.clone(),
-                key: usage_key(&job.tenant_id, &job.usage_day),
-                update: Update::set("date", job.usage_day.as_str())
-                    .and_add("tokens_used", -cost)
-                    .and_add(format!("tokens_{}", job.capability), -cost)
-                    .and_add("jobs_cancelled", 1),
-                condition: None,
-            },
-            Write::Update {
-                table: self.accounts.clone(),
-                key: active_key(&job.tenant_id),
-                update: Update::set("kind", "active").and_add("active", -1),
-                condition: None,
-            },
-        ];
-        self.items.transact(writes).await
+        let update = Update::set("status", JobStatus::Cancelled.as_str())
+            .and_set("cancelled_at", now)
+            .and_remove("gsi2pk")
+            .and_remove("gsi2sk")
+            .and_remove("lease_until");
+        let refund = Update::set("date", job.usage_day.as_str())
+            .and_add("tokens_used", -cost)
+            .and_add(format!("tokens_{}", job.capability), -cost)
+            .and_add("jobs_cancelled", 1);
+        self.finish(job, cancellable, update, refund).await
     }
 
     /// A tenant's jobs, newest first, created after `since` (unix seconds) when given.
@@ -535,6 +518,8 @@ impl Jobs {
         self.finish(job, condition, update, usage).await
     }
 
+    /// Moves a job to a final state: the job's conditional update, its usage counters and the
+    /// release of its slot in flight, in one transaction.
     async fn finish(&self, job: &JobRecord, condition: Condition, update: Update, usage: Update) -> StoreResult<()> {
         let writes = vec![
             Write::Update {

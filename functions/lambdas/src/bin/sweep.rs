@@ -7,13 +7,15 @@ use serde_json::{Value, json};
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     tessera_lambdas::init_logs();
-    let ports = tessera_lambdas::aws_ports().await?;
-    let auth = tessera_lambdas::auth_service(&ports)?;
-    let state = tessera_lambdas::v1_state(&ports, auth)?;
+    let state = tessera_lambdas::v1_from_env().await?;
     let state = &state;
     lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
         let report = tessera_api::v1::sweep::sweep(state).await?;
-        Ok::<Value, lambda_http::Error>(json!({ "resent": report.resent, "failed": report.failed }))
+        Ok::<Value, lambda_http::Error>(json!({
+            "resent": report.resent,
+            "failed": report.failed,
+            "timed_out": report.timed_out,
+        }))
     }))
     .await
 }

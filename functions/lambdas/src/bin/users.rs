@@ -2,10 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    tessera_lambdas::init_logs();
-    let ports = tessera_lambdas::aws_ports().await?;
-    let auth = tessera_lambdas::auth_service(&ports)?;
-    let state = tessera_lambdas::v1_state(&ports, auth)?;
-    let app = tessera_lambdas::lambda_router(tessera_api::v1::users::router(state));
-    lambda_http::run(app).await
+    tessera_lambdas::serve_v1(tessera_api::v1::users::router).await
 }
