@@ -2,6 +2,7 @@
 //!
 //! | route | body | answer |
 //! | --- | --- | --- |
+//! | `POST /api/internal/jobs` | the spec's body (`frontend`, `bot_id`, `capability`, `user_ref`, `reply_context`, `params`, optional `priority`); `Idempotency-Key` | the public create's answer plus `tokens_remaining_today` |
 //! | `POST /api/internal/heartbeat` | the spec's heartbeat | `{"status": "ok", "next_heartbeat_seconds": 30}` |
 //! | `POST /api/internal/jobs/{id}/claim` | `{worker_id}` | `{"action": "run", "attempt", "job"}` or `{"action": "drop", "reason"}` |
 //! | `POST /api/internal/jobs/{id}/progress` | `{worker_id, attempt, percent, stage?}` | `{"cancelled": bool}` |
@@ -23,7 +24,7 @@ use tessera_core::{JobId, JobStatus};
 use tessera_store::StoreError;
 use tessera_store::definitions::jobs_table;
 use tessera_store::item::{Key, Update};
-use tessera_store::jobs::{ArtifactRecord, Claimed, JobError, JobRecord};
+use tessera_store::jobs::{ArtifactRecord, Claimed, JobError, JobOrigin, JobRecord};
 
 use crate::auth::layer::authenticate;
 use crate::auth::{Accepts, Guard};
@@ -46,6 +47,7 @@ pub fn router(state: V1State) -> Router {
         render: v1_style,
     };
     Router::new()
+        .route("/api/internal/jobs", post(create_for_chat_user))
         .route("/api/internal/heartbeat", post(heartbeat))
         .route("/api/internal/jobs/{job_id}/claim", post(claim))
         .route("/api/internal/jobs/{job_id}/progress", post(progress))
@@ -53,6 +55,111 @@ pub fn router(state: V1State) -> Router {
         .route("/api/internal/jobs/{job_id}/fail", post(fail))
         .layer(from_fn_with_state(guard, authenticate))
         .with_state(state)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChatJob {
+    frontend: String,
+    bot_id: String,
+    capability: Value,
+    user_ref: String,
+    reply_context: Value,
+    params: Value,
+    #[serde(default)]
+    priority: Option<Value>,
+}
+
+/// `POST /api/internal/jobs`: a bot's job for a chat user, under the same quotas as the public
+/// API; the job keeps where it came from so its events can go back to the chat.
+async fn create_for_chat_user(
+    State(state): State<V1State>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<axum::response::Response, ApiError> {
+    let request: ChatJob =
+        serde_json::from_slice(&body).map_err(|error| ApiError::invalid("body", error.to_string()))?;
+    let frontend = match request.frontend.as_str() {
+        "telegram" | "discord" => request.frontend.clone(),
+        _ => return Err(ApiError::invalid("frontend", "expected telegram or discord")),
+    };
+    let user_ref = checked_user_ref(&request.user_ref, &frontend)?;
+    let bot_id = checked_worker(&request.bot_id)
+        .map_err(|_| ApiError::invalid("bot_id", "1 to 100 letters, digits, '-', '_', '.', ':'"))?;
+    if !request.reply_context.is_object() {
+        return Err(ApiError::invalid("reply_context", "expected an object"));
+    }
+    let (user, tenant) = state.auth.chat_account(&user_ref).await?;
+    let plan = state.catalog.plan(tenant.plan);
+    let rule = crate::rate_limit::Rule::new("v1", plan.requests_per_minute, 60);
+    let decision = state.auth.limiter().hit(rule, tenant.id.as_str()).await?;
+    if !decision.allowed {
+        let details = format!(
+            "You can make {} requests per minute. Retry after {} seconds.",
+            rule.limit, decision.retry_after
+        );
+        return Err(ApiError::rate_limited(
+            "Rate limit exceeded",
+            details,
+            decision.retry_after,
+        ));
+    }
+    let submission = crate::v1::jobs::Submission {
+        tenant: &tenant,
+        user_id: user.id.clone(),
+        origin: Some(JobOrigin {
+            frontend,
+            bot_id,
+            user_ref,
+            reply_context: request.reply_context.clone(),
+        }),
+        idempotency_key: crate::v1::jobs::idempotency_key(&headers)?,
+        request_hash: crate::v1::jobs::hex_sha256(&body),
+    };
+    if let Some(replayed) = submission.replay(&state).await? {
+        return Ok(replayed);
+    }
+    let mut public = json!({ "capability": request.capability, "params": request.params });
+    if let Some(priority) = request.priority {
+        public["priority"] = priority;
+    }
+    let (created, response) = submission.submit(&state, &public).await?;
+    if created.is_none() {
+        return Ok(response);
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map_err(|error| ApiError::from(StoreError::Internal(error.to_string())))?;
+    let mut answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let today = crate::v1::jobs::utc_day(state.now());
+    let used = state
+        .jobs
+        .usage(&tenant.id, &today, &today)
+        .await?
+        .first()
+        .map_or(0, |day| day.tokens_used.max(0) as u64);
+    let limit = tessera_core::Tokens::whole(plan.daily_token_limit).0;
+    answer["tokens_remaining_today"] = json!(tessera_core::Tokens(limit.saturating_sub(used)));
+    Ok(axum::response::IntoResponse::into_response((
+        parts.status,
+        Json(answer),
+    )))
+}
+
+/// `<platform>:<id>`, the platform being the job's frontend.
+fn checked_user_ref(raw: &str, frontend: &str) -> Result<String, ApiError> {
+    let valid = raw.split_once(':').is_some_and(|(platform, id)| {
+        platform == frontend
+            && !id.is_empty()
+            && id.len() <= 64
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    });
+    if valid {
+        Ok(raw.to_owned())
+    } else {
+        Err(ApiError::invalid("user_ref", format!("expected {frontend}:<user id>")))
+    }
 }
 
 #[derive(Deserialize)]

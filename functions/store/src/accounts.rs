@@ -6,6 +6,7 @@
 //! | tenant | `TENANT#<id>` | `TENANT` | |
 //! | user | `USER#<id>` | `USER` | gsi1: `TENANT#<id>#USERS` |
 //! | e-mail claim (uniqueness) | `EMAIL#<email>` | `EMAIL` | |
+//! | chat user claim | `USERREF#<platform>:<id>` | `USERREF` | |
 //! | API key | `APIKEY#<prefix>` | `APIKEY` | gsi1: `TENANT#<id>#APIKEYS` |
 //! | service key | `SVCKEY#<prefix>` | `SVCKEY` | |
 //! | refresh token | `REFRESH#<sha256>` | `REFRESH` | (ttl) |
@@ -148,6 +149,34 @@ impl Accounts {
             self.put_new(user_item(user)?),
         ];
         self.items.transact(writes).await
+    }
+
+    /// Creates the personal tenant and user of a chat user (`telegram:123`) first seen by a bot;
+    /// `Conflict` when another request created them first.
+    pub async fn create_chat_account(
+        &self,
+        user_ref: &str,
+        tenant: &TenantRecord,
+        user: &UserRecord,
+    ) -> StoreResult<()> {
+        let claim = record_item(&json!({ "user_id": user.id }), user_ref_key(user_ref), &[])?;
+        let writes = vec![
+            self.put_new(claim),
+            self.put_new(record_item(tenant, tenant_key(&tenant.id), &[])?),
+            self.put_new(user_item(user)?),
+        ];
+        self.items.transact(writes).await
+    }
+
+    /// The user a chat user (`telegram:123`) maps to.
+    pub async fn chat_user(&self, user_ref: &str) -> StoreResult<Option<UserRecord>> {
+        let Some(claim) = self.items.get(&self.table, &user_ref_key(user_ref)).await? else {
+            return Ok(None);
+        };
+        match claim.get("user_id").and_then(Value::as_str) {
+            Some(id) => self.user(&UserId::parse(id).map_err(corrupt)?).await,
+            None => Err(StoreError::Internal(format!("the claim of {user_ref} has no user"))),
+        }
     }
 
     /// Adds a user to an existing tenant; `Conflict` when the e-mail is taken.
@@ -392,6 +421,10 @@ fn user_key(id: &UserId) -> Key {
 
 fn email_key(email: &str) -> Key {
     Key::new(format!("EMAIL#{email}"), "EMAIL")
+}
+
+fn user_ref_key(user_ref: &str) -> Key {
+    Key::new(format!("USERREF#{user_ref}"), "USERREF")
 }
 
 fn api_key_key(prefix: &str) -> Key {

@@ -143,6 +143,22 @@ pub struct JobRecord {
     /// Until when the running worker holds it (unix seconds); progress extends it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_until: Option<i64>,
+    /// The chat it came from, for jobs created by a bot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<JobOrigin>,
+}
+
+/// Where a bot's job came from, so that its events go back to the chat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobOrigin {
+    /// `telegram` or `discord`.
+    pub frontend: String,
+    /// Which bot, e.g. `tg-img-1`.
+    pub bot_id: String,
+    /// The chat user, e.g. `telegram:123456789`.
+    pub user_ref: String,
+    /// Where to reply: `platform`, `chat_id`, `message_id` (as the bot sent it).
+    pub reply_context: Value,
 }
 
 /// The outcome of a claim.

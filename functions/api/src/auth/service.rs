@@ -199,6 +199,49 @@ impl AuthService {
         Ok((user, tenant))
     }
 
+    /// The user and tenant of a chat user (`telegram:123456789`), created on first sight: a
+    /// personal tenant on the Free plan, and a user who cannot log in with a password.
+    pub async fn chat_account(&self, user_ref: &str) -> Result<(UserRecord, TenantRecord), AuthError> {
+        for _ in 0..2 {
+            if let Some(user) = self.accounts.chat_user(user_ref).await? {
+                let tenant = self
+                    .accounts
+                    .tenant(&user.tenant_id)
+                    .await?
+                    .ok_or_else(|| AuthError::Internal(format!("the tenant of {user_ref} is missing")))?;
+                return Ok((user, tenant));
+            }
+            let now = self.now();
+            let tenant = TenantRecord {
+                id: TenantId::generate(self.ids.as_ref()),
+                name: user_ref.to_owned(),
+                plan: PlanTier::Free,
+                personal: true,
+                created_at: now,
+            };
+            let user = UserRecord {
+                id: UserId::generate(self.ids.as_ref()),
+                tenant_id: tenant.id.clone(),
+                email: String::new(),
+                name: user_ref.to_owned(),
+                role: Role::Admin,
+                password_hash: String::new(),
+                created_at: now,
+            };
+            match self.accounts.create_chat_account(user_ref, &tenant, &user).await {
+                Ok(()) => {
+                    tracing::info!(user = %user.id, tenant = %tenant.id, "chat account created");
+                    return Ok((user, tenant));
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(AuthError::Internal(format!(
+            "could not create the account of {user_ref}"
+        )))
+    }
+
     /// Checks an e-mail and password; on success opens a session. A wrong e-mail and a wrong
     /// password fail alike, after the same password-hash work.
     pub async fn login(&self, email: &str, password: &str) -> Result<TokenPair, AuthError> {

@@ -17,7 +17,7 @@ use tessera_core::request::{JobRequest, parse_job_request};
 use tessera_core::{Capability, JobId, JobStatus, Principal, Scope, Tokens};
 use tessera_store::accounts::TenantRecord;
 use tessera_store::definitions::artifacts_bucket;
-use tessera_store::jobs::{CreateRefused, IdempotencyRecord, JobParams, JobRecord, Quota};
+use tessera_store::jobs::{CreateRefused, IdempotencyRecord, JobOrigin, JobParams, JobRecord, Quota};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -59,59 +59,99 @@ async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     require(&principal, Scope::JobsWrite)?;
-    let idempotency_key = idempotency_key(&headers)?;
-    let request_hash = hex_sha256(&body);
-    if let Some(key) = &idempotency_key
-        && let Some(record) = state.jobs.idempotency(&tenant.id, key).await?
-    {
-        return replay(&record, &request_hash);
-    }
-    let body: Value =
-        serde_json::from_slice(&body).map_err(|error| ApiError::invalid("body", format!("not JSON: {error}")))?;
-    let plan = state.catalog.plan(tenant.plan);
-    let request = parse_job_request(&body, plan, state.catalog, state.webhooks, rand::rng().random())?;
     let user_id = principal
         .user_id()
         .cloned()
         .ok_or_else(|| ApiError::from(crate::auth::AuthError::Forbidden("no user".into())))?;
-    let now = state.now();
-    let job = new_job(&state, &tenant, user_id, &request, now);
-    let ahead = state.jobs.queued_ahead(&job).await?;
-    let answer = json!({
-        "job_id": job.job_id,
-        "status": JobStatus::Queued,
-        "estimated_time_seconds": eta(&job, ahead),
-        "cost_tokens": Tokens(job.cost),
-        "queue_position": ahead + 1,
-        "created_at": timestamp(now),
-    });
-    let record = IdempotencyRecord {
-        request_hash: request_hash.clone(),
-        status: StatusCode::CREATED.as_u16(),
-        body: answer.to_string(),
+    let submission = Submission {
+        tenant: &tenant,
+        user_id,
+        origin: None,
+        idempotency_key: idempotency_key(&headers)?,
+        request_hash: hex_sha256(&body),
     };
-    let quota = Quota {
-        daily_tokens: Tokens::whole(plan.daily_token_limit).0,
-        concurrent_jobs: plan.concurrent_jobs,
-    };
-    let idempotency = idempotency_key.as_deref().map(|key| (key, &record, now));
-    match state.jobs.create(&job, quota, idempotency).await {
-        Ok(()) => {}
-        Err(CreateRefused::Replay(existing)) => return replay(&existing, &request_hash),
-        Err(CreateRefused::Quota) => return Err(quota_exceeded(plan.daily_token_limit, job.cost)),
-        Err(CreateRefused::Concurrency) => {
-            let details = format!(
-                "Your plan runs {} job(s) at once. Retry when one finishes.",
-                plan.concurrent_jobs
-            );
-            let wait = i64::from(job.estimated_time_seconds.max(1));
-            return Err(ApiError::rate_limited("Too many concurrent jobs", details, wait));
+    let body: Value = match submission.replay(&state).await? {
+        Some(replayed) => return Ok(replayed),
+        None => {
+            serde_json::from_slice(&body).map_err(|error| ApiError::invalid("body", format!("not JSON: {error}")))?
         }
-        Err(CreateRefused::Store(error)) => return Err(error.into()),
+    };
+    let (_, answer) = submission.submit(&state, &body).await?;
+    Ok(answer)
+}
+
+/// One job creation, as the public API and the internal (bot) endpoint make it.
+pub struct Submission<'a> {
+    /// The tenant it is for.
+    pub tenant: &'a TenantRecord,
+    /// The user it is for.
+    pub user_id: tessera_core::UserId,
+    /// The chat it came from (internal creations).
+    pub origin: Option<JobOrigin>,
+    /// The client's `Idempotency-Key`, if any.
+    pub idempotency_key: Option<String>,
+    /// Hex SHA-256 of the raw request body (a reused key must come with the same body).
+    pub request_hash: String,
+}
+
+impl Submission<'_> {
+    /// The first answer, when the idempotency key was used already (409 for another body).
+    pub async fn replay(&self, state: &V1State) -> Result<Option<Response>, ApiError> {
+        let Some(key) = &self.idempotency_key else {
+            return Ok(None);
+        };
+        match state.jobs.idempotency(&self.tenant.id, key).await? {
+            Some(record) => replay(&record, &self.request_hash).map(Some),
+            None => Ok(None),
+        }
     }
-    super::sweep::send(&state, &job).await;
-    tracing::info!(job = %job.job_id, tenant = %tenant.id, cost = job.cost, "job created");
-    Ok((StatusCode::CREATED, Json(answer)).into_response())
+
+    /// Validates `body` (the public create's shape), reserves the quota with the job in one
+    /// transaction, sends the queue message, and answers 201 (or the replayed first answer).
+    /// Also answers the stored job when it was created now.
+    pub async fn submit(&self, state: &V1State, body: &Value) -> Result<(Option<JobRecord>, Response), ApiError> {
+        let plan = state.catalog.plan(self.tenant.plan);
+        let request = parse_job_request(body, plan, state.catalog, state.webhooks, rand::rng().random())?;
+        let now = state.now();
+        let mut job = new_job(state, self.tenant, self.user_id.clone(), &request, now);
+        job.origin = self.origin.clone();
+        let ahead = state.jobs.queued_ahead(&job).await?;
+        let answer = json!({
+            "job_id": job.job_id,
+            "status": JobStatus::Queued,
+            "estimated_time_seconds": eta(&job, ahead),
+            "cost_tokens": Tokens(job.cost),
+            "queue_position": ahead + 1,
+            "created_at": timestamp(now),
+        });
+        let record = IdempotencyRecord {
+            request_hash: self.request_hash.clone(),
+            status: StatusCode::CREATED.as_u16(),
+            body: answer.to_string(),
+        };
+        let quota = Quota {
+            daily_tokens: Tokens::whole(plan.daily_token_limit).0,
+            concurrent_jobs: plan.concurrent_jobs,
+        };
+        let idempotency = self.idempotency_key.as_deref().map(|key| (key, &record, now));
+        match state.jobs.create(&job, quota, idempotency).await {
+            Ok(()) => {}
+            Err(CreateRefused::Replay(existing)) => return Ok((None, replay(&existing, &self.request_hash)?)),
+            Err(CreateRefused::Quota) => return Err(quota_exceeded(plan.daily_token_limit, job.cost)),
+            Err(CreateRefused::Concurrency) => {
+                let details = format!(
+                    "Your plan runs {} job(s) at once. Retry when one finishes.",
+                    plan.concurrent_jobs
+                );
+                let wait = i64::from(job.estimated_time_seconds.max(1));
+                return Err(ApiError::rate_limited("Too many concurrent jobs", details, wait));
+            }
+            Err(CreateRefused::Store(error)) => return Err(error.into()),
+        }
+        super::sweep::send(state, &job).await;
+        tracing::info!(job = %job.job_id, tenant = %self.tenant.id, cost = job.cost, "job created");
+        Ok((Some(job), (StatusCode::CREATED, Json(answer)).into_response()))
+    }
 }
 
 fn new_job(
@@ -154,6 +194,7 @@ fn new_job(
         enqueued: false,
         worker_id: None,
         lease_until: None,
+        origin: None,
     }
 }
 
@@ -180,7 +221,8 @@ fn quota_exceeded(daily_limit: u64, cost: u64) -> ApiError {
     )
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+/// The request's `Idempotency-Key`, checked.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -212,7 +254,8 @@ fn replay(record: &IdempotencyRecord, request_hash: &str) -> Result<Response, Ap
     Ok(response)
 }
 
-fn hex_sha256(bytes: &[u8]) -> String {
+/// Hex SHA-256 of a request body.
+pub fn hex_sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 

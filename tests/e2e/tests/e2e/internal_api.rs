@@ -20,6 +20,7 @@ conformance!(
     a_job_whose_worker_never_returns_fails_with_worker_timeout_and_is_refunded,
     a_worker_failure_records_the_error_and_refunds,
     only_service_credentials_reach_the_internal_routes,
+    a_bot_creates_jobs_for_chat_users_under_their_own_quota,
 );
 
 struct World {
@@ -357,4 +358,111 @@ async fn only_service_credentials_reach_the_internal_routes(backend: Backend) {
     assert_eq!((status.as_u16(), answer["status"].clone()), (200, json!("ok")));
     let (status, _) = world.worker(&job, "claim", json!({"worker_id": "bad worker id"})).await;
     assert_eq!(status, 400);
+}
+
+fn chat_job(user_ref: &str) -> Value {
+    json!({
+        "frontend": "telegram",
+        "bot_id": "tg-img-1",
+        "capability": "image",
+        "user_ref": user_ref,
+        "reply_context": {"platform": "telegram", "chat_id": "123456789", "message_id": "987654321"},
+        "params": {"prompt": "a beautiful sunset", "resolution": "1024x1024", "steps": 20}
+    })
+}
+
+async fn a_bot_creates_jobs_for_chat_users_under_their_own_quota(backend: Backend) {
+    let world = world(backend, PlanTier::Free).await;
+    let user_ref = format!("telegram:{}", rand::random::<u32>());
+    let post = |body: Value, key: Option<&'static str>| {
+        let mut request = world
+            .app
+            .client
+            .post(world.app.url("/api/internal/jobs"))
+            .bearer_auth(&world.service)
+            .json(&body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        async move {
+            let response = request.send().await.expect("post");
+            (response.status(), response.json::<Value>().await.expect("json"))
+        }
+    };
+    let first_contact = futures::future::join_all((0..5).map(|_| post(chat_job(&user_ref), None))).await;
+    let created: Vec<&Value> = first_contact
+        .iter()
+        .filter(|(status, _)| *status == 201)
+        .map(|(_, body)| body)
+        .collect();
+    assert_eq!(created.len(), 1, "one Free tenant, one job at once: {first_contact:?}");
+    assert_eq!(created[0]["tokens_remaining_today"], json!(9.0));
+    assert_eq!(created[0]["status"], "QUEUED");
+    for (status, body) in &first_contact {
+        assert!([201, 429].contains(&status.as_u16()), "{body}");
+    }
+    let user = world
+        .app
+        .auth
+        .accounts()
+        .chat_user(&user_ref)
+        .await
+        .expect("lookup")
+        .expect("the chat user");
+    let job_id = tessera_core::JobId::parse(created[0]["job_id"].as_str().expect("id")).expect("id");
+    let job = world.app.v1.jobs.get(&job_id).await.expect("get").expect("job");
+    assert_eq!(job.user_id, user.id, "every request mapped to the same user");
+    let origin = job.origin.expect("origin");
+    assert_eq!(
+        (origin.frontend.as_str(), origin.bot_id.as_str()),
+        ("telegram", "tg-img-1")
+    );
+    assert_eq!(origin.reply_context["message_id"], "987654321");
+
+    let other_ref = format!("telegram:{}", rand::random::<u32>());
+    let (status, first) = post(chat_job(&other_ref), Some("update-42")).await;
+    assert_eq!(status, 201, "{first}");
+    let (status, again) = post(chat_job(&other_ref), Some("update-42")).await;
+    assert_eq!(
+        (status.as_u16(), again["job_id"].clone()),
+        (201, first["job_id"].clone()),
+        "the bot's retry is replayed"
+    );
+
+    for (body, field) in [
+        (chat_job("discord:1"), "user_ref"),
+        (chat_job("telegram:"), "user_ref"),
+        (
+            {
+                let mut body = chat_job(&user_ref);
+                body["frontend"] = json!("irc");
+                body
+            },
+            "frontend",
+        ),
+        (
+            {
+                let mut body = chat_job(&other_ref);
+                body["params"]["steps"] = json!(0);
+                body
+            },
+            "params.steps",
+        ),
+    ] {
+        let (status, answer) = post(body, None).await;
+        assert_eq!(
+            (status.as_u16(), answer["error"]["details"]["field"].clone()),
+            (400, json!(field)),
+            "{answer}"
+        );
+    }
+    let (status, _) = world
+        .call(
+            Method::POST,
+            "/api/internal/jobs",
+            &world.user,
+            Some(chat_job(&user_ref)),
+        )
+        .await;
+    assert_eq!(status, 401);
 }
