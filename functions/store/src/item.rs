@@ -607,8 +607,9 @@ pub trait ItemStore: Send + Sync {
     /// One page of live items from a partition of the table or of one of its indexes.
     async fn query(&self, table: &TableDef, query: Query) -> StoreResult<Page>;
 
-    /// How many live items the query would return over all its pages (its limit and cursor
-    /// are ignored), counted by the store without sending the items back.
+    /// How many live items the query would return over all its pages, counting at most
+    /// `query.limit` (its cursor is ignored), without sending the items back. The cap bounds
+    /// the work: counting is linear in what it counts on both backends.
     async fn count(&self, table: &TableDef, query: Query) -> StoreResult<u64>;
 
     /// Applies 1 to 25 writes all together, or none of them: `Conflict` if any condition fails.

@@ -18,6 +18,10 @@ use crate::definitions::{accounts_table, jobs_table};
 use crate::item::{Cmp, Condition, Item, ItemStore, Key, Query, SortRange, TableDef, Update, Write};
 use crate::{StoreError, StoreResult};
 
+/// The most jobs ahead a queue position counts: a position shows at most this plus one,
+/// and counting costs at most this many index entries.
+pub const QUEUE_COUNT_CAP: usize = 1000;
+
 /// How long an idempotency record is kept, in seconds.
 pub const IDEMPOTENCY_SECONDS: i64 = 24 * 60 * 60;
 
@@ -386,11 +390,13 @@ impl Jobs {
         self.collect(query).await
     }
 
-    /// How many jobs wait in the job's lane ahead of it (counted by the store).
+    /// How many jobs wait in the job's lane ahead of it, counted by the store up to
+    /// [`QUEUE_COUNT_CAP`] (a longer backlog reads as that many).
     pub async fn queued_ahead(&self, job: &JobRecord) -> StoreResult<u64> {
         let mut query = Query::partition(lane_key(job.capability, job.priority));
         query.index = Some("gsi2".into());
         query.range = SortRange::Lt(order_key(job.created_at, &job.job_id));
+        query.limit = QUEUE_COUNT_CAP;
         self.items.count(&self.jobs, query).await
     }
 

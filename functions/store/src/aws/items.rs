@@ -161,6 +161,7 @@ impl ItemStore for AwsStore {
                 .set_expression_attribute_names(ex.names())
                 .set_expression_attribute_values(ex.values())
                 .select(aws_sdk_dynamodb::types::Select::Count)
+                .limit(i32::try_from(query.limit).unwrap_or(i32::MAX))
                 .set_consistent_read(query.index.is_none().then_some(true))
                 .set_exclusive_start_key(start)
                 .send()
@@ -168,8 +169,9 @@ impl ItemStore for AwsStore {
                 .map_err(|error| store_error(&format!("Query (count) {name}"), error))?;
             total += u64::try_from(output.count()).unwrap_or(0);
             start = output.last_evaluated_key().cloned();
-            if start.is_none() {
-                return Ok(total);
+            let cap = u64::try_from(query.limit).unwrap_or(u64::MAX);
+            if start.is_none() || total >= cap {
+                return Ok(total.min(cap));
             }
         }
     }

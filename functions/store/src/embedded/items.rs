@@ -320,12 +320,14 @@ impl QueryPlan {
             None => ("pk".to_owned(), "sk".to_owned()),
         };
         let mut plan = Self {
-            sql: format!("SELECT COUNT(*) FROM items WHERE tbl = ? AND {partition_column} = ?"),
+            sql: format!("SELECT COUNT(*) FROM (SELECT 1 FROM items WHERE tbl = ? AND {partition_column} = ?"),
             params: vec![text(&table.name), text(&query.partition)],
         };
         plan.add_range(&sort_column, &query.range)?;
-        plan.sql += " AND (ttl IS NULL OR ttl > ?)";
+        plan.sql += " AND (ttl IS NULL OR ttl > ?) LIMIT ?)";
         plan.params.push(SqlValue::Integer(now));
+        plan.params
+            .push(SqlValue::Integer(i64::try_from(query.limit).map_err(internal)?));
         Ok(plan)
     }
 
