@@ -22,8 +22,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tessera_core::{JobId, JobStatus};
 use tessera_store::StoreError;
-use tessera_store::definitions::jobs_table;
-use tessera_store::item::{Key, Update};
+use tessera_store::item::Update;
 use tessera_store::jobs::{ArtifactRecord, Claimed, JobError, JobOrigin, JobRecord};
 
 use crate::auth::layer::authenticate;
@@ -176,20 +175,17 @@ struct Heartbeat {
 
 async fn heartbeat(State(state): State<V1State>, JsonBody(beat): JsonBody<Heartbeat>) -> Result<Json<Value>, ApiError> {
     let worker_id = checked_worker(&beat.worker_id)?;
-    let now = state.now();
     let update = Update::set("status", beat.status.as_str())
         .and_set("capabilities", json!(beat.capabilities))
         .and_set("loaded_models", json!(beat.loaded_models))
         .and_set("gpu_memory_used_mb", json!(beat.gpu_memory_used_mb))
         .and_set("gpu_memory_total_mb", json!(beat.gpu_memory_total_mb))
         .and_set("uptime_seconds", beat.uptime_seconds)
-        .and_set("jobs_completed", beat.jobs_completed)
-        .and_set("seen_at", now)
-        .and_set("gsi1pk", "WORKERS")
-        .and_set("gsi1sk", worker_id.as_str())
-        .and_set("ttl", now + WORKER_TTL_SECONDS);
-    let key = Key::new(format!("WORKER#{worker_id}"), "WORKER");
-    state.items.update(&jobs_table(), &key, update, None).await?;
+        .and_set("jobs_completed", beat.jobs_completed);
+    state
+        .jobs
+        .record_heartbeat(&worker_id, update, state.now(), WORKER_TTL_SECONDS)
+        .await?;
     Ok(Json(json!({ "status": "ok", "next_heartbeat_seconds": 30 })))
 }
 

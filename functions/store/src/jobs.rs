@@ -5,6 +5,7 @@
 //! | --- | --- | --- | --- | --- |
 //! | job | jobs | `JOB#<id>` | `JOB` | gsi1: `TENANT#<id>#JOBS` / `<created>#<id>`; gsi2 while queued: `LANE#<cap>#<prio>` / `<created>#<id>`, while running: `RUNNING` / `<lease end>#<id>` |
 //! | idempotency record | jobs | `IDEMPOTENCY#<tenant>#<key>` | `IDEMPOTENCY` | (ttl 24 h) |
+//! | worker heartbeat | jobs | `WORKER#<id>` | `WORKER` | gsi1: `WORKERS` / `<id>` (ttl 90 s) |
 //! | daily usage | accounts | `USAGE#<tenant>` | `DAY#<yyyy-mm-dd>` | |
 //! | jobs in flight | accounts | `TENANT#<id>` | `ACTIVE` | |
 
@@ -594,6 +595,50 @@ impl Jobs {
             .collect())
     }
 
+    /// How many workers serving `capability` sent a heartbeat within their TTL.
+    pub async fn live_workers(&self, capability: Capability) -> StoreResult<u64> {
+        let mut query = Query::partition(WORKERS_PARTITION);
+        query.index = Some("gsi1".into());
+        query.limit = 1000;
+        let mut live = 0;
+        loop {
+            let page = self.items.query(&self.jobs, query.clone()).await?;
+            live += page
+                .items
+                .iter()
+                .filter(|worker| {
+                    worker
+                        .get("capabilities")
+                        .and_then(Value::as_array)
+                        .is_some_and(|capabilities| {
+                            capabilities.iter().any(|c| c.as_str() == Some(capability.as_str()))
+                        })
+                })
+                .count() as u64;
+            match page.cursor {
+                Some(cursor) => query.cursor = Some(cursor),
+                None => return Ok(live),
+            }
+        }
+    }
+
+    /// Records a worker's heartbeat: listed as live for `ttl_seconds`.
+    pub async fn record_heartbeat(
+        &self,
+        worker_id: &str,
+        heartbeat: Update,
+        now: i64,
+        ttl_seconds: i64,
+    ) -> StoreResult<()> {
+        let update = heartbeat
+            .and_set("seen_at", now)
+            .and_set("gsi1pk", WORKERS_PARTITION)
+            .and_set("gsi1sk", worker_id)
+            .and_set("ttl", now + ttl_seconds);
+        let key = Key::new(format!("WORKER#{worker_id}"), "WORKER");
+        self.items.update(&self.jobs, &key, update, None).await.map(drop)
+    }
+
     /// The tenant's jobs in flight.
     pub async fn active(&self, tenant: &TenantId) -> StoreResult<i64> {
         let item = self.items.get(&self.accounts, &active_key(tenant)).await?;
@@ -681,6 +726,9 @@ fn active_key(tenant: &TenantId) -> Key {
 fn idempotency_key(tenant: &TenantId, key: &str) -> Key {
     Key::new(format!("IDEMPOTENCY#{tenant}#{key}"), "IDEMPOTENCY")
 }
+
+/// The index partition of live workers (their heartbeat items).
+const WORKERS_PARTITION: &str = "WORKERS";
 
 /// The index partition of running jobs, sorted by the end of their lease.
 const RUNNING_PARTITION: &str = "RUNNING";

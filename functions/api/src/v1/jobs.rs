@@ -119,7 +119,7 @@ impl Submission<'_> {
         let answer = json!({
             "job_id": job.job_id,
             "status": JobStatus::Queued,
-            "estimated_time_seconds": eta(&job, ahead),
+            "estimated_time_seconds": eta(&job, ahead, state.jobs.live_workers(job.capability).await?),
             "cost_tokens": Tokens(job.cost),
             "queue_position": ahead + 1,
             "created_at": timestamp(now),
@@ -204,9 +204,10 @@ pub fn utc_day(unix: i64) -> String {
     format!("{:04}-{:02}-{:02}", date.year(), u8::from(date.month()), date.day())
 }
 
-/// Seconds until the job should finish: the jobs ahead and itself, on one worker.
-fn eta(job: &JobRecord, ahead: u64) -> u64 {
-    (ahead + 1) * u64::from(job.estimated_time_seconds)
+/// Seconds until the job should finish: the jobs ahead and itself, shared by the live workers
+/// of its capability (one when none reported in: the job waits for the first).
+fn eta(job: &JobRecord, ahead: u64, workers: u64) -> u64 {
+    (ahead + 1).div_ceil(workers.max(1)) * u64::from(job.estimated_time_seconds)
 }
 
 fn quota_exceeded(daily_limit: u64, cost: u64) -> ApiError {
@@ -367,7 +368,7 @@ async fn job_view(state: &V1State, job: &JobRecord) -> Result<Value, ApiError> {
                 "job_id": job.job_id,
                 "status": job.status,
                 "queue_position": ahead + 1,
-                "estimated_time_seconds": eta(job, ahead),
+                "estimated_time_seconds": eta(job, ahead, state.jobs.live_workers(job.capability).await?),
                 "created_at": timestamp(job.created_at),
             })
         }

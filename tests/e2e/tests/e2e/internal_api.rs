@@ -21,6 +21,7 @@ conformance!(
     a_worker_failure_records_the_error_and_refunds,
     only_service_credentials_reach_the_internal_routes,
     a_bot_creates_jobs_for_chat_users_under_their_own_quota,
+    the_eta_shares_the_queue_among_live_workers,
 );
 
 struct World {
@@ -349,7 +350,7 @@ async fn only_service_credentials_reach_the_internal_routes(backend: Backend) {
     assert_eq!(answer["error"]["code"], "UNAUTHORIZED");
     let (status, _) = world.call(Method::GET, "/api/v1/jobs", &world.service, None).await;
     assert_eq!(status, 401, "a service key is no user");
-    let beat = json!({"worker_id": "worker-gpu-0", "status": "idle", "capabilities": ["image", "video"],
+    let beat = json!({"worker_id": "worker-gpu-0", "status": "idle", "capabilities": ["audio"],
                       "loaded_models": ["sdxl-1.0"], "gpu_memory_used_mb": 8000, "gpu_memory_total_mb": 16000,
                       "uptime_seconds": 3600, "jobs_completed": 42});
     let (status, answer) = world
@@ -465,4 +466,38 @@ async fn a_bot_creates_jobs_for_chat_users_under_their_own_quota(backend: Backen
         )
         .await;
     assert_eq!(status, 401);
+}
+
+async fn the_eta_shares_the_queue_among_live_workers(backend: Backend) {
+    let world = world(backend, PlanTier::Pro).await;
+    let text = json!({"capability": "text", "params": {"prompt": "a haiku"}, "priority": "low"});
+    let mut last = Value::Null;
+    for _ in 0..3 {
+        let (status, created) = world
+            .call(Method::POST, "/api/v1/jobs", &world.user, Some(text.clone()))
+            .await;
+        assert_eq!(status, 201, "{created}");
+        last = created;
+        world.app.backend.clock.advance(time::Duration::seconds(1));
+    }
+    assert_eq!(
+        (last["queue_position"].clone(), last["estimated_time_seconds"].clone()),
+        (json!(3), json!(15))
+    );
+    for worker in ["text-0", "text-1"] {
+        let beat = json!({"worker_id": worker, "status": "idle", "capabilities": ["text"], "loaded_models": ["llama-3-8b-3.0"],
+                          "gpu_memory_used_mb": null, "gpu_memory_total_mb": null, "uptime_seconds": 1, "jobs_completed": 0});
+        let (status, _) = world
+            .call(Method::POST, "/api/internal/heartbeat", &world.service, Some(beat))
+            .await;
+        assert_eq!(status, 200);
+    }
+    let job = world.job(last["job_id"].as_str().expect("id")).await;
+    assert_eq!(
+        job["estimated_time_seconds"], 10,
+        "3 jobs on 2 workers: 2 rounds of 5 s"
+    );
+    world.app.backend.clock.advance(time::Duration::seconds(91));
+    let job = world.job(last["job_id"].as_str().expect("id")).await;
+    assert_eq!(job["estimated_time_seconds"], 15, "silent workers no longer count");
 }
