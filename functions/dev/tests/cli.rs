@@ -234,7 +234,10 @@ async fn exercise_every_auth_route(base: &str) -> Vec<(&'static str, String)> {
         ("first refresh token", text(&tokens["refresh_token"])),
         ("second access token", access),
         ("second refresh token", text(&rotated["refresh_token"])),
-        ("API key secret", api_key.rsplit('_').next().expect("secret").to_owned()),
+        (
+            "API key secret",
+            api_key.splitn(3, '_').nth(2).expect("secret").to_owned(),
+        ),
     ]
 }
 

@@ -5,7 +5,7 @@
 //! It also fails, with `WORKER_TIMEOUT` and `retry_available`, running jobs whose worker stopped
 //! renewing its lease long ago (and refunds them).
 
-use tessera_core::{Capability, JobMessage, Priority};
+use tessera_core::{Capability, JobMessage, Priority, TenantId};
 use tessera_store::StoreResult;
 use tessera_store::definitions::job_queue;
 use tessera_store::jobs::{JobError, JobRecord};
@@ -48,22 +48,7 @@ pub async fn sweep(state: &V1State) -> StoreResult<SweepReport> {
             }
         }
     }
-    let now = state.now();
-    for job in state.jobs.lapsed(now - LAPSE_SECONDS).await? {
-        let error = JobError {
-            code: "WORKER_TIMEOUT".into(),
-            message: "Worker became unresponsive during execution".into(),
-            details: format!(
-                "no word from worker {} since its lease ended",
-                job.worker_id.as_deref().unwrap_or("?")
-            ),
-        };
-        match state.jobs.fail(&job, None, &error, true, now).await {
-            Ok(()) => report.timed_out += 1,
-            Err(tessera_store::StoreError::Conflict(_)) => {}
-            Err(error) => return Err(error),
-        }
-    }
+    report.timed_out = time_out_lapsed(state, None).await?;
     if report != SweepReport::default() {
         tracing::info!(
             resent = report.resent,
@@ -73,6 +58,32 @@ pub async fn sweep(state: &V1State) -> StoreResult<SweepReport> {
         );
     }
     Ok(report)
+}
+
+/// Fails, with `WORKER_TIMEOUT` and `retry_available` (refunded), the running jobs whose lease
+/// ended more than [`LAPSE_SECONDS`] ago: all of them, or one tenant's. Answers how many.
+pub async fn time_out_lapsed(state: &V1State, tenant: Option<&TenantId>) -> StoreResult<usize> {
+    let now = state.now();
+    let mut timed_out = 0;
+    for job in state.jobs.lapsed(now - LAPSE_SECONDS).await? {
+        if tenant.is_some_and(|tenant| *tenant != job.tenant_id) {
+            continue;
+        }
+        let error = JobError {
+            code: "WORKER_TIMEOUT".into(),
+            message: "Worker became unresponsive during execution".into(),
+            details: format!(
+                "no word from worker {} since its lease ended",
+                job.worker_id.as_deref().unwrap_or("?")
+            ),
+        };
+        match state.jobs.fail(&job, None, &error, true, now).await {
+            Ok(()) => timed_out += 1,
+            Err(tessera_store::StoreError::Conflict(_)) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(timed_out)
 }
 
 /// Sends the job's queue message and records it; `false` when the send failed.

@@ -280,7 +280,7 @@ async fn api_keys_are_stored_hashed_scoped_and_revocable(backend: Backend) {
         .await
         .expect("get")
         .expect("the key item");
-    let secret = key.rsplit('_').next().expect("secret");
+    let secret = key.strip_prefix(&format!("tessera_{prefix}_")).expect("secret");
     assert_eq!(stored["secret_hash"], hex_sha256(&key));
     let raw = serde_json::to_string(&stored).expect("json");
     assert!(!raw.contains(secret), "the secret is never stored: {raw}");

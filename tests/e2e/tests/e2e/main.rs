@@ -12,3 +12,4 @@ mod jobs_api;
 mod lambdas;
 mod queues;
 mod support;
+mod worker;

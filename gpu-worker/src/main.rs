@@ -1,0 +1,92 @@
+//! `tessera-worker`: pulls jobs from the queues of its capabilities, runs them on ComfyUI, stores
+//! the outputs, and reports to the API. Configured by environment variables (see the README);
+//! SIGTERM or Ctrl-C stops it after the job in hand.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tessera_core::SystemClock;
+use tessera_store::Ports;
+use tessera_store::aws::AwsStore;
+use tessera_store::definitions::Naming;
+use tessera_store::embedded::{EmbeddedConfig, EmbeddedStore};
+use tessera_worker::api::ApiClient;
+use tessera_worker::config::WorkerConfig;
+use tessera_worker::daemon::Worker;
+use tessera_worker::runner::ComfyClient;
+use tessera_worker::workflow::Workflows;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let config = WorkerConfig::from_lookup(|name| std::env::var(name).ok())?;
+    let ports = ports().await?;
+    let workflows = Workflows::load(&config.workflows_dir)
+        .with_context(|| format!("loading the workflows of {}", config.workflows_dir.display()))?;
+    let comfy = ComfyClient::new(&config.comfyui_url);
+    if !comfy.is_up().await {
+        tracing::warn!(url = %config.comfyui_url, "ComfyUI is not answering; jobs wait in the queue until it does");
+    }
+    let worker = Worker {
+        api: ApiClient::new(&config.api_url, &config.service_key, &config.worker_id),
+        comfy,
+        queue: ports.queue,
+        blobs: ports.blobs,
+        workflows,
+        capabilities: config.capabilities,
+        priorities: config.priorities,
+        poll_wait: config.poll_wait,
+    };
+    tracing::info!(worker = %config.worker_id, "worker started");
+    let tally = worker.run(shutdown()).await;
+    tracing::info!(?tally, "worker stopped");
+    Ok(())
+}
+
+/// The queues and blob store: `TESSERA_BACKEND=aws` (DynamoDB/SQS/S3, `TESSERA_RESOURCE_PREFIX`)
+/// or the embedded store in `TESSERA_DATA_DIR` (default `.tessera`), shared with `cargo run`.
+async fn ports() -> anyhow::Result<Ports> {
+    let backend = std::env::var("TESSERA_BACKEND").unwrap_or_else(|_| "embedded".into());
+    match backend.as_str() {
+        "aws" => {
+            let prefix = std::env::var("TESSERA_RESOURCE_PREFIX").unwrap_or_else(|_| "tessera".into());
+            let naming = Naming::new(&prefix).context("TESSERA_RESOURCE_PREFIX is invalid")?;
+            let store = AwsStore::from_env(naming, Arc::new(SystemClock)).await?;
+            Ok(Ports::from_backend(Arc::new(store), "aws"))
+        }
+        "embedded" => {
+            let dir = std::env::var("TESSERA_DATA_DIR").map_or_else(|_| PathBuf::from(".tessera"), PathBuf::from);
+            let store = EmbeddedStore::open(EmbeddedConfig {
+                dir,
+                public_url: "http://127.0.0.1".into(),
+                clock: Arc::new(SystemClock),
+            })
+            .context("opening the embedded store")?;
+            Ok(Ports::from_backend(Arc::new(store), "embedded"))
+        }
+        other => anyhow::bail!("TESSERA_BACKEND={other:?} is invalid: expected 'embedded' or 'aws'"),
+    }
+}
+
+async fn shutdown() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = terminate => {},
+    }
+    tracing::info!("stopping after the job in hand");
+}
