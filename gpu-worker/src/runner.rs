@@ -153,7 +153,7 @@ impl Runner<'_> {
             checkpoint: None,
         };
         let graph = workflow.apply(&params);
-        let prompt_id = random_uuid();
+        let prompt_id = tessera_core::ids::random_uuid();
         let client_id = format!("{}-{prompt_id}", self.api.worker_id);
         let socket_url = format!("{}/ws?clientId={client_id}", self.comfy.base.replacen("http", "ws", 1));
         let mut socket = match tokio_tungstenite::connect_async(&socket_url).await {
@@ -417,17 +417,4 @@ fn content_type(format: &str) -> &'static str {
         "mp3" => "audio/mpeg",
         _ => "application/octet-stream",
     }
-}
-
-fn random_uuid() -> String {
-    let bytes: [u8; 16] = rand::random();
-    let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
 }

@@ -468,7 +468,9 @@ async fn submit(State(fake): State<FakeComfy>, body: Bytes) -> Response {
     if let Some(refusal) = refusal(graph) {
         return refusal;
     }
-    let prompt_id = body["prompt_id"].as_str().map_or_else(random_uuid, str::to_owned);
+    let prompt_id = body["prompt_id"]
+        .as_str()
+        .map_or_else(tessera_core::ids::random_uuid, str::to_owned);
     let number = {
         let mut shared = fake.lock();
         let number = shared.number;
@@ -483,25 +485,15 @@ async fn submit(State(fake): State<FakeComfy>, body: Bytes) -> Response {
     axum::Json(json!({"prompt_id": prompt_id, "number": number, "node_errors": {}})).into_response()
 }
 
-fn random_uuid() -> String {
-    let bytes: [u8; 16] = rand::random();
-    let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
-}
-
 async fn socket(
     State(fake): State<FakeComfy>,
     Query(query): Query<BTreeMap<String, String>>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let client = query.get("clientId").cloned().unwrap_or_else(random_uuid);
+    let client = query
+        .get("clientId")
+        .cloned()
+        .unwrap_or_else(tessera_core::ids::random_uuid);
     upgrade.on_upgrade(move |socket| serve_socket(fake, client, socket))
 }
 
