@@ -42,6 +42,12 @@ pub struct Config {
     /// `TESSERA_WEBHOOK_ALLOW_HTTP` / `TESSERA_WEBHOOK_ALLOW_PRIVATE`: what webhook URLs may be
     /// (both `false` by default: https to public hosts only).
     pub webhooks: WebhookRules,
+    /// `TESSERA_WORKER`: run one GPU worker in process (`on`, the default, or `off`).
+    pub worker: bool,
+    /// `COMFYUI_URL`: the ComfyUI the in-process worker drives (default `http://127.0.0.1:8188`).
+    pub comfyui_url: String,
+    /// `TESSERA_WORKFLOWS_DIR`: the in-process worker's workflows (default `gpu-worker/workflows`).
+    pub workflows_dir: PathBuf,
     /// `TESSERA_CATALOG`: a catalog file (plans, models, prices, content policy) to use
     /// instead of the shipped `functions/core/seed/catalog.json`.
     pub catalog: Option<PathBuf>,
@@ -115,6 +121,20 @@ impl Config {
             naming,
             webhooks,
             catalog: read("TESSERA_CATALOG").map(PathBuf::from),
+            worker: match read("TESSERA_WORKER").as_deref() {
+                None | Some("on") => true,
+                Some("off") => false,
+                Some(other) => return Err(invalid("TESSERA_WORKER", other, "expected 'on' or 'off'")),
+            },
+            comfyui_url: match read("COMFYUI_URL") {
+                None => "http://127.0.0.1:8188".into(),
+                Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                    url.trim_end_matches('/').to_owned()
+                }
+                Some(other) => return Err(invalid("COMFYUI_URL", &other, "expected an http:// or https:// URL")),
+            },
+            workflows_dir: read("TESSERA_WORKFLOWS_DIR")
+                .map_or_else(|| PathBuf::from("gpu-worker/workflows"), PathBuf::from),
             auth_variables,
         };
         config.auth(Some(format!("check:{}", "x".repeat(32))))?;
@@ -196,6 +216,8 @@ mod tests {
             ("TESSERA_JWT_KEYS", "k1:too-short"),
             ("TESSERA_TRUST_FORWARDED_FOR", "yes"),
             ("TESSERA_WEBHOOK_ALLOW_HTTP", "yes"),
+            ("TESSERA_WORKER", "maybe"),
+            ("COMFYUI_URL", "localhost:8188"),
         ] {
             let error = config(&[(variable, value)]).expect_err(variable).to_string();
             assert!(error.starts_with(variable), "{error}");

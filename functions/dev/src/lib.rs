@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod config;
+pub mod worker;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -112,11 +113,20 @@ pub async fn serve(
         config.webhooks,
     );
     tokio::spawn(sweep_every(v1.clone(), SWEEP_INTERVAL));
+    let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = match config.worker {
+        true => worker::spawn(config, &backend, &auth, format!("http://{local}"), worker_stopped).await,
+        false => None,
+    };
     let app = app(&backend, auth, v1).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
         .context("serving HTTP")?;
+    let _ = stop_worker.send(());
+    if let Some(worker) = worker {
+        let _ = worker.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

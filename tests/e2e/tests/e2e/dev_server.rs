@@ -34,6 +34,7 @@ fn config(backend: BackendKind, dir: &std::path::Path) -> Config {
     let mut config = Config::from_lookup(|_| None).expect("defaults");
     config.backend = backend;
     config.data_dir = dir.to_owned();
+    config.worker = false;
     config
 }
 
@@ -144,4 +145,74 @@ async fn the_embedded_store_keeps_items_messages_and_blobs_across_a_restart() {
         .expect("get blob")
         .expect("kept");
     assert_eq!(blob.body, Bytes::from_static(b"png"));
+}
+
+/// `cargo run` runs a worker in process: a job goes from `POST /api/v1/jobs` to `COMPLETED`
+/// through the embedded queue and a (fake) ComfyUI at `COMFYUI_URL`.
+#[tokio::test]
+async fn the_dev_server_runs_jobs_on_its_in_process_worker() {
+    let fake = tessera_fakes::FakeComfy::start(tessera_fakes::FakeConfig::default()).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let mut config = config(BackendKind::Embedded, dir.path());
+    config.worker = true;
+    config.comfyui_url = fake.base_url.clone();
+    config.workflows_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../gpu-worker/workflows");
+    let (base, stop, server) = spawn_app(config).await;
+    let client = reqwest::Client::new();
+    let email = format!("{}@example.com", unique("dev"));
+    let signup: Value = client
+        .post(format!("{base}/api/auth/signup"))
+        .json(&json!({"email": email, "password": "correct horse battery staple", "name": "Dev"}))
+        .send()
+        .await
+        .expect("signup")
+        .json()
+        .await
+        .expect("json");
+    let token = signup["tokens"]["access_token"].as_str().expect("token").to_owned();
+    let created: Value = client
+        .post(format!("{base}/api/v1/jobs"))
+        .bearer_auth(&token)
+        .json(&json!({"capability": "image", "params": {"prompt": "a dev run", "resolution": "64x64", "steps": 2}}))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let job = created["job_id"].as_str().expect("id").to_owned();
+    // Follow the job on its event stream (one request: the Free plan allows 5 a minute).
+    let mut events = client
+        .get(format!("{base}/api/v1/jobs/{job}/events"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("events");
+    let mut text = String::new();
+    let streamed = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(chunk) = events.chunk().await.expect("chunk") {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await;
+    assert!(streamed.is_ok(), "the job ended: {text}");
+    let last = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .next_back()
+        .expect("an event");
+    let state: Value = serde_json::from_str(last).expect("json");
+    assert_eq!(state["status"], "COMPLETED", "{state}");
+    let url = state["artifacts"][0]["url"].as_str().expect("url");
+    let png = reqwest::get(url).await.expect("download").bytes().await.expect("bytes");
+    assert_eq!(
+        png.as_ref(),
+        fake.file("tessera_00001_.png").expect("served").as_slice()
+    );
+    assert!(dir.path().join("worker.key").exists(), "the worker's key is kept");
+    stop.send(()).expect("stop");
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("graceful stop")
+        .expect("server");
 }
