@@ -100,9 +100,14 @@ pub struct FakeComfy {
 }
 
 impl FakeComfy {
-    /// Starts a fake with `config`.
+    /// Starts a fake with `config` on a free loopback port.
     pub async fn start(config: FakeConfig) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::start_on("127.0.0.1:0".parse().expect("address"), config).await
+    }
+
+    /// Starts a fake with `config` on `address` (to bring a "down" ComfyUI back on its port).
+    pub async fn start_on(address: SocketAddr, config: FakeConfig) -> Self {
+        let listener = tokio::net::TcpListener::bind(address).await.expect("bind");
         let address: SocketAddr = listener.local_addr().expect("address");
         let fake = Self {
             base_url: format!("http://{address}"),

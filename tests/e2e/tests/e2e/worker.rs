@@ -19,6 +19,7 @@ use crate::support::{Backend, TestApp};
 
 conformance!(
     a_job_runs_on_the_worker_and_its_artifact_and_thumbnail_download,
+    jobs_wait_while_comfyui_is_down_and_run_when_it_is_back,
     an_out_of_memory_run_fails_the_job_with_oom,
     a_cancel_while_running_interrupts_comfyui,
 );
@@ -39,6 +40,13 @@ struct Rig {
 }
 
 async fn rig(backend: Backend, config: FakeConfig) -> Rig {
+    let fake = FakeComfy::start(config).await;
+    let comfy_url = fake.base_url.clone();
+    rig_with(backend, fake, &comfy_url).await
+}
+
+/// A rig whose worker talks to ComfyUI at `comfy_url` (which `fake` may or may not serve).
+async fn rig_with(backend: Backend, fake: FakeComfy, comfy_url: &str) -> Rig {
     let turn = LANE.lock().await;
     let app = TestApp::spawn(backend).await;
     let (_, _, body) = app.signup().await;
@@ -54,12 +62,11 @@ async fn rig(backend: Backend, config: FakeConfig) -> Rig {
         .await
         .expect("service key")
         .key;
-    let fake = FakeComfy::start(config).await;
     let workflows =
         Workflows::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../gpu-worker/workflows")).expect("workflows");
     let worker = Worker {
         api: ApiClient::new(&app.base, &key, &format!("worker-{}", rand::random::<u32>())),
-        comfy: ComfyClient::new(&fake.base_url),
+        comfy: ComfyClient::new(comfy_url),
         queue: app.backend.queue.clone(),
         blobs: app.backend.blobs.clone(),
         workflows,
@@ -172,8 +179,45 @@ async fn a_job_runs_on_the_worker_and_its_artifact_and_thumbnail_download(backen
         "256 px on the long side"
     );
 
+    // A duplicate delivery of the finished job is dropped, not run.
+    let message = json!({"job_id": job, "capability": "image", "priority": "high"}).to_string();
+    let lane = tessera_store::definitions::job_queue(Capability::Image, Priority::High);
+    rig.app
+        .backend
+        .queue
+        .send(&lane, tessera_store::OutgoingMessage::new(message))
+        .await
+        .expect("send");
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let counts = rig.app.backend.queue.counts(&lane).await.expect("counts");
+        if counts.visible + counts.in_flight + counts.delayed == 0 {
+            break;
+        }
+    }
+    assert_eq!(rig.fake.prompts().len(), 1, "ComfyUI ran it once");
+
     let tally = rig.stop().await;
-    assert_eq!(tally.completed, 1, "{tally:?}");
+    assert_eq!((tally.completed, tally.dropped), (1, 1), "{tally:?}");
+}
+
+async fn jobs_wait_while_comfyui_is_down_and_run_when_it_is_back(backend: Backend) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("address");
+    let elsewhere = FakeComfy::start(FakeConfig::default()).await;
+    let rig = rig_with(backend, elsewhere, &format!("http://{port}")).await;
+    let job = rig.create().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, state) = rig.call(Method::GET, &format!("/api/v1/jobs/{job}"), None).await;
+    assert_eq!(state["status"], "QUEUED", "not failed while ComfyUI is down");
+    let back = FakeComfy::start_on(port, FakeConfig::default()).await;
+    rig.wait_for(&job, |state| state["status"] == "COMPLETED").await;
+    assert_eq!(back.prompts().len(), 1, "run once ComfyUI was back");
+    let tally = rig.stop().await;
+    assert!(tally.released >= 1, "{tally:?}");
+    assert_eq!(tally.completed, 1);
 }
 
 async fn an_out_of_memory_run_fails_the_job_with_oom(backend: Backend) {
