@@ -236,7 +236,9 @@ fn work_order(job: &JobRecord) -> Value {
         "job_id": job.job_id,
         "capability": job.capability,
         "model_id": job.model_version,
-        "workflow_id": format!("{}_{}", workflow_kind(job), job.model.replace('-', "_")),
+        "workflow_id": tessera_core::Catalog::active()
+            .model(&job.model)
+            .map_or_else(|| format!("txt2img_{}", job.model), tessera_core::ModelSpec::workflow_id),
         "params": {
             "prompt": job.params.prompt,
             "negative_prompt": job.params.negative_prompt,
@@ -247,15 +249,6 @@ fn work_order(job: &JobRecord) -> Value {
         },
         "timeout_seconds": DEFAULT_TIMEOUT_SECONDS,
     })
-}
-
-fn workflow_kind(job: &JobRecord) -> &'static str {
-    match job.capability {
-        tessera_core::Capability::Image => "txt2img",
-        tessera_core::Capability::Video => "txt2vid",
-        tessera_core::Capability::Text => "txt2txt",
-        tessera_core::Capability::Audio => "txt2audio",
-    }
 }
 
 #[derive(Deserialize)]

@@ -144,11 +144,28 @@ pub struct ModelSpec {
     pub available_on_plan: Vec<PlanTier>,
     /// Typical run time of one job on one worker.
     pub estimated_time_seconds: u32,
-    /// Price factor against the capability's base price.
+    /// Price factor against the capability's base price (0 makes the model free).
     pub cost_multiplier: f64,
+    /// The worker's workflow id, when not `txt2img_<id>` (e.g. `canary`).
+    #[serde(default, skip_serializing)]
+    pub workflow: Option<String>,
 }
 
 impl ModelSpec {
+    /// The id of the workflow the worker runs for this model: its own `workflow`, or
+    /// `txt2img_<id>` (`txt2vid_`, `txt2txt_`, `txt2audio_` by capability; `-` becomes `_`).
+    pub fn workflow_id(&self) -> String {
+        let kind = match self.capability {
+            Capability::Image => "txt2img",
+            Capability::Video => "txt2vid",
+            Capability::Text => "txt2txt",
+            Capability::Audio => "txt2audio",
+        };
+        self.workflow
+            .clone()
+            .unwrap_or_else(|| format!("{kind}_{}", self.id.replace('-', "_")))
+    }
+
     /// `<id>-<version>`, the name workers and results use (`sdxl-1.0`).
     pub fn versioned_id(&self) -> String {
         format!("{}-{}", self.id, self.version)
@@ -264,9 +281,13 @@ impl Catalog {
     }
 
     /// The price of a job: the capability's base price × the model's multiplier × (pixels ÷
-    /// 1024²) × (steps ÷ 20), rounded up to the thousandth, at least 0.001. Capabilities
+    /// 1024²) × (steps ÷ 20), rounded up to the thousandth, at least 0.001 (0 for a model whose
+    /// multiplier is 0, such as the diagnostic `canary`). Capabilities
     /// without a resolution (text, audio) pay the base price × the multiplier.
     pub fn price(&self, model: &ModelSpec, resolution: Option<Resolution>, steps: u32) -> Tokens {
+        if model.cost_multiplier == 0.0 {
+            return Tokens(0);
+        }
         let base = self.base_price_tokens.get(&model.capability).copied().unwrap_or(1.0);
         let unit = Tokens::from_decimal(base * model.cost_multiplier).0 as u128;
         let cost = match resolution {

@@ -278,8 +278,26 @@ async fn every_response_has_the_shape_of_the_spec_example(backend: Backend) {
     );
 
     let (_, models) = send(&app, Method::GET, "/api/v1/models?capability=image", &pro.token, None).await;
+    let ids: Vec<&str> = models["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .map(|m| m["id"].as_str().expect("id"))
+        .collect();
     assert_eq!(
-        models,
+        ids,
+        ["sdxl", "canary", "flux-schnell"],
+        "the spec's two, and the diagnostic canary"
+    );
+    let spec_models: Vec<Value> = models["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .filter(|m| m["id"] != "canary")
+        .cloned()
+        .collect();
+    assert_eq!(
+        json!({"models": spec_models}),
         json!({"models": [
             {"id": "sdxl", "name": "Stable Diffusion XL", "version": "1.0", "capability": "image",
              "description": "High quality image generation", "max_resolution": "2048x2048",
