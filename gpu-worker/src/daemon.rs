@@ -18,6 +18,8 @@ use crate::workflow::Workflows;
 
 /// How long a received message stays hidden; renewed while the job runs.
 const VISIBILITY: Duration = Duration::from_secs(60);
+/// How long a message taken by a concurrent long poll stays hidden before it is kept.
+const RACE_VISIBILITY: Duration = Duration::from_secs(5);
 /// How often the hiding is renewed.
 const RENEW_EVERY: Duration = Duration::from_secs(20);
 /// How often the worker sends a heartbeat.
@@ -90,7 +92,10 @@ impl Worker {
         }
     }
 
-    /// The next message of the most urgent lane that has one, waiting up to `poll_wait`.
+    /// The next message of the most urgent lane that has one: a quick pass over the lanes in
+    /// order, then a long poll on all of them at once (up to `poll_wait`), so a job in any lane
+    /// is seen as soon as it is sent. The long polls hide what they take only briefly, so a
+    /// message taken by a poll that loses the race comes back within seconds.
     async fn next_message(&self) -> Option<(QueueDef, ReceivedMessage)> {
         let lanes = self.lanes();
         for lane in &lanes {
@@ -104,13 +109,25 @@ impl Worker {
                 return Some((lane.clone(), message));
             }
         }
-        let waiting = lanes.first()?.clone();
-        let request = ReceiveRequest {
-            visibility_timeout: Some(VISIBILITY),
-            ..ReceiveRequest::new(1, self.poll_wait)
-        };
-        match self.queue.receive(&waiting, request).await {
-            Ok(mut messages) => messages.pop().map(|message| (waiting, message)),
+        if lanes.is_empty() {
+            return None;
+        }
+        let polls = lanes.iter().map(|lane| {
+            let request = ReceiveRequest {
+                visibility_timeout: Some(RACE_VISIBILITY),
+                ..ReceiveRequest::new(1, self.poll_wait)
+            };
+            Box::pin(async move { (lane, self.queue.receive(lane, request).await) })
+        });
+        let ((lane, received), _, _) = futures::future::select_all(polls).await;
+        match received {
+            Ok(mut messages) => {
+                let message = messages.pop()?;
+                if let Err(error) = self.queue.change_visibility(lane, &message.receipt, VISIBILITY).await {
+                    tracing::warn!(%error, "could not keep a received message hidden");
+                }
+                Some((lane.clone(), message))
+            }
             Err(error) => {
                 tracing::warn!(%error, "receive failed");
                 tokio::time::sleep(Duration::from_secs(1)).await;

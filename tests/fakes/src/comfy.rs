@@ -86,6 +86,7 @@ struct Shared {
     files: HashMap<String, Vec<u8>>,
     done_graphs: Vec<(Value, Map<String, Value>)>,
     prompts: Vec<Value>,
+    timeline: Vec<(std::time::Instant, Option<std::time::Instant>)>,
     file_counter: u64,
 }
 
@@ -145,6 +146,12 @@ impl FakeComfy {
     /// Every graph accepted by `POST /prompt`, in order.
     pub fn prompts(&self) -> Vec<Value> {
         self.lock().prompts.clone()
+    }
+
+    /// When each accepted prompt arrived and when its run ended, in arrival order (for measuring
+    /// a client's idle gaps).
+    pub fn timeline(&self) -> Vec<(std::time::Instant, Option<std::time::Instant>)> {
+        self.lock().timeline.clone()
     }
 
     /// The bytes of an output file, as `/view` serves them.
@@ -260,7 +267,7 @@ impl FakeComfy {
             json!({"nodes": [], "prompt_id": prompt_id, "timestamp": stamp()}),
         );
         let order: Vec<String> = graph.keys().cloned().collect();
-        let pause = self.config.job_duration / (order.len() as u32 + self.config.steps).max(1);
+        let pause = self.config.job_duration / (order.len() as u32).max(1);
         let mut states = Map::new();
         let mut outputs = Map::new();
         for (index, node) in order.iter().enumerate() {
@@ -299,7 +306,7 @@ impl FakeComfy {
                     let mut preview = vec![0, 0, 0, 1, 0, 0, 0, 2];
                     preview.extend(png(8, 8, 0x00ff00));
                     self.send_to(&client, WsMessage::Binary(preview.into()));
-                    tokio::time::sleep(pause).await;
+                    tokio::time::sleep(pause / (self.config.steps + 1)).await;
                 }
             } else {
                 tokio::time::sleep(pause).await;
@@ -364,6 +371,11 @@ impl FakeComfy {
     }
 
     fn finish(&self, prompt_id: &str, _client: &str, entry: &Value, outputs: Map<String, Value>, status: &str) {
+        if let Some(number) = entry["number"].as_u64()
+            && let Some(slot) = self.lock().timeline.get_mut(number as usize)
+        {
+            slot.1 = Some(std::time::Instant::now());
+        }
         let record = json!({
             "prompt": [entry["number"], prompt_id, entry["prompt"], {"client_id": entry["client_id"]}, []],
             "outputs": outputs,
@@ -482,6 +494,7 @@ async fn submit(State(fake): State<FakeComfy>, body: Bytes) -> Response {
         shared.number += 1;
         let entry = json!({"prompt": graph, "client_id": body["client_id"], "number": number});
         shared.prompts.push(Value::Object(graph.clone()));
+        shared.timeline.push((std::time::Instant::now(), None));
         shared.pending.push((prompt_id.clone(), entry));
         number
     };

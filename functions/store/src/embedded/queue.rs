@@ -19,7 +19,7 @@ use crate::queue::{
 
 /// How often a long poll looks again on its own: it sees sends from other processes sharing
 /// the file and delayed messages coming due, which no in-process notification announces.
-const POLL_INTERVAL: Duration = Duration::from_millis(50);
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 /// How many candidate rows one receive reads at a time.
 const SCAN_BATCH: i64 = 32;

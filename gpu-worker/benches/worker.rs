@@ -1,0 +1,204 @@
+//! The worker's own cost: the real `tessera-worker` (release) against a fake ComfyUI that takes a
+//! fixed 200 ms per job, with the API in this process on the embedded store.
+//!
+//!   cargo bench -p tessera-worker --bench worker             30 sequential jobs
+//!   cargo bench -p tessera-worker --bench worker -- --quick  10
+//!
+//! Prints the overhead per job (create → COMPLETED, minus the 200 ms ComfyUI takes), median and
+//! p99; the idle gap ComfyUI sees between back-to-back jobs; and the worker's peak RSS.
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tessera_api::auth::{AuthConfig, AuthService, JwtKeys};
+use tessera_api::v1::V1State;
+use tessera_core::request::WebhookRules;
+use tessera_core::{Catalog, JobId, JobStatus, PlanTier, RandomIds, SystemClock};
+use tessera_fakes::{FakeComfy, FakeConfig};
+use tessera_store::Ports;
+use tessera_store::embedded::{EmbeddedConfig, EmbeddedStore};
+
+const COMFY_TIME: Duration = Duration::from_millis(200);
+
+fn main() {
+    let quick = std::env::args().any(|arg| arg == "--quick") || std::env::var_os("BENCH_QUICK").is_some();
+    let jobs = if quick { 10 } else { 30 };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run(jobs));
+}
+
+async fn run(jobs: usize) {
+    let mut catalog: Value = serde_json::from_str(tessera_core::catalog::SEED).expect("seed");
+    for plan in catalog["plans"].as_array_mut().expect("plans") {
+        plan["requests_per_minute"] = json!(1_000_000);
+        plan["concurrent_jobs"] = json!(1_000_000);
+    }
+    Catalog::install(Catalog::parse(&catalog.to_string()).expect("catalog"));
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Arc::new(
+        EmbeddedStore::open(EmbeddedConfig {
+            dir: dir.path().to_owned(),
+            public_url: "http://127.0.0.1".into(),
+            clock: Arc::new(SystemClock),
+        })
+        .expect("store"),
+    );
+    let ports = Ports::from_backend(store.clone(), "embedded");
+    let keys = JwtKeys::parse("b1:bench-secret-0123456789abcdef0123456789", "tessera", "tessera-api").expect("keys");
+    let auth = AuthService::new(
+        ports.items.clone(),
+        Arc::new(SystemClock),
+        Arc::new(RandomIds),
+        AuthConfig {
+            jwt: keys,
+            trust_forwarded_for: false,
+        },
+    );
+    let v1 = V1State::new(
+        &ports,
+        auth.clone(),
+        Arc::new(SystemClock),
+        Arc::new(RandomIds),
+        WebhookRules::default(),
+    );
+    let backend = tessera_dev::Backend {
+        ports: ports.clone(),
+        embedded: Some(store.clone()),
+    };
+    let app = tessera_dev::app(&backend, auth.clone(), v1.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (_, tenant) = auth
+        .signup("bench@example.com", "correct horse battery staple", "B")
+        .await
+        .expect("signup");
+    auth.accounts().set_plan(&tenant.id, PlanTier::Pro).await.expect("plan");
+    let token = auth
+        .login("bench@example.com", "correct horse battery staple")
+        .await
+        .expect("login")
+        .access_token;
+    let key = auth.create_service_key("bench-worker").await.expect("key").key;
+    let fake = FakeComfy::start(FakeConfig {
+        job_duration: COMFY_TIME,
+        steps: 4,
+    })
+    .await;
+
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_tessera-worker"))
+        .env("TESSERA_API_URL", &base)
+        .env("TESSERA_SERVICE_KEY", &key)
+        .env("COMFYUI_URL", &fake.base_url)
+        .env("TESSERA_BACKEND", "embedded")
+        .env("TESSERA_DATA_DIR", dir.path())
+        .env(
+            "TESSERA_WORKFLOWS_DIR",
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows"),
+        )
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start tessera-worker");
+    let client = reqwest::Client::new();
+    let seeds = std::sync::atomic::AtomicU64::new(1);
+    let create = || async {
+        // A new seed each time: an identical workflow would be served from ComfyUI's cache.
+        let seed = seeds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let body = json!({"capability": "image", "params": {"prompt": "bench", "model": "canary", "resolution": "64x64", "seed": seed}});
+        let created: Value = client
+            .post(format!("{base}/api/v1/jobs"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .expect("create")
+            .json()
+            .await
+            .expect("json");
+        JobId::parse(created["job_id"].as_str().expect("id")).expect("id")
+    };
+    let completed = |job: JobId| {
+        let v1 = v1.clone();
+        async move {
+            loop {
+                if v1
+                    .jobs
+                    .get(&job)
+                    .await
+                    .expect("get")
+                    .is_some_and(|record| record.status == JobStatus::Completed)
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    };
+
+    // Warm-up: the worker's first long poll, connections.
+    completed(create().await).await;
+    let mut overheads = Vec::new();
+    for _ in 0..jobs {
+        let started = Instant::now();
+        let job = create().await;
+        completed(job).await;
+        overheads.push(started.elapsed().saturating_sub(COMFY_TIME));
+    }
+    let first = fake.timeline().len();
+    let batch: Vec<JobId> = futures::future::join_all((0..10).map(|_| create())).await;
+    for job in batch {
+        completed(job).await;
+    }
+    let timeline = fake.timeline();
+    let gaps: Vec<Duration> = timeline[first..]
+        .windows(2)
+        .filter_map(|pair| Some(pair[1].0.saturating_duration_since(pair[0].1?)))
+        .collect();
+    let rss = peak_rss_kib(worker.id());
+    let _ = Command::new("kill").args(["-TERM", &worker.id().to_string()]).status();
+    let _ = worker.wait();
+
+    overheads.sort_unstable();
+    let mut sorted_gaps = gaps.clone();
+    sorted_gaps.sort_unstable();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let at = |values: &[Duration], q: f64| {
+        values[((values.len() as f64 * q).ceil() as usize)
+            .saturating_sub(1)
+            .min(values.len() - 1)]
+    };
+    println!(
+        "worker overhead per job ({jobs} sequential canary jobs, ComfyUI fixed {} ms): median {:.1} ms, p99 {:.1} ms",
+        COMFY_TIME.as_millis(),
+        ms(at(&overheads, 0.5)),
+        ms(at(&overheads, 0.99))
+    );
+    println!(
+        "idle gap between back-to-back jobs ({} gaps): median {:.1} ms, max {:.1} ms",
+        sorted_gaps.len(),
+        ms(at(&sorted_gaps, 0.5)),
+        ms(*sorted_gaps.last().expect("gaps"))
+    );
+    println!("worker peak RSS: {:.1} MiB", rss as f64 / 1024.0);
+}
+
+/// VmHWM of a process, from /proc (0 elsewhere).
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|line| {
+                line.strip_prefix("VmHWM:")
+                    .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}
