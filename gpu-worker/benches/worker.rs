@@ -143,6 +143,15 @@ async fn run(jobs: usize) {
         }
     };
 
+    // A raw client on the same fake, for comparison: WebSocket, POST /prompt, wait for
+    // execution_success, GET /view. What it adds over 200 ms is the fake's own cost.
+    let mut raw = Vec::new();
+    for seed in 0..jobs {
+        let started = Instant::now();
+        raw_run(&fake.base_url, 1_000_000 + seed as u64).await;
+        raw.push(started.elapsed().saturating_sub(COMFY_TIME));
+    }
+
     // Warm-up: the worker's first long poll, connections.
     completed(create().await).await;
     let mut overheads = Vec::new();
@@ -167,6 +176,7 @@ async fn run(jobs: usize) {
     let _ = worker.wait();
 
     overheads.sort_unstable();
+    raw.sort_unstable();
     let mut sorted_gaps = gaps.clone();
     sorted_gaps.sort_unstable();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -182,12 +192,59 @@ async fn run(jobs: usize) {
         ms(at(&overheads, 0.99))
     );
     println!(
+        "raw client on the same fake (ws + POST + execution_success + /view): median {:.1} ms, p90 {:.1} ms over 200 ms; the worker adds median {:.1} ms, p90 {:.1} ms over it",
+        ms(at(&raw, 0.5)),
+        ms(at(&raw, 0.9)),
+        ms(at(&overheads, 0.5)) - ms(at(&raw, 0.5)),
+        ms(at(&overheads, 0.9)) - ms(at(&raw, 0.9)),
+    );
+    println!(
         "idle gap between back-to-back jobs ({} gaps): median {:.1} ms, max {:.1} ms",
         sorted_gaps.len(),
         ms(at(&sorted_gaps, 0.5)),
         ms(*sorted_gaps.last().expect("gaps"))
     );
     println!("worker peak RSS: {:.1} MiB", rss as f64 / 1024.0);
+}
+
+/// One canary run the plainest way a client can: connect, submit, wait for success, fetch.
+async fn raw_run(base: &str, seed: u64) {
+    use futures::StreamExt;
+    let client_id = format!("raw-{seed}");
+    let url = format!("{}/ws?clientId={client_id}", base.replacen("http", "ws", 1));
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
+    let graph = json!({"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": seed % 16_777_216}},
+                       "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "raw"}}});
+    let prompt_id = tessera_core::ids::random_uuid();
+    let http = reqwest::Client::new();
+    http.post(format!("{base}/prompt"))
+        .json(&json!({"prompt": graph, "client_id": client_id, "prompt_id": prompt_id}))
+        .send()
+        .await
+        .expect("post");
+    let mut file = String::new();
+    while let Some(Ok(frame)) = socket.next().await {
+        let tokio_tungstenite::tungstenite::Message::Text(text) = frame else {
+            continue;
+        };
+        let message: Value = serde_json::from_str(&text).unwrap_or_default();
+        if message["type"] == "executed" {
+            file = message["data"]["output"]["images"][0]["filename"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+        }
+        if message["type"] == "execution_success" && message["data"]["prompt_id"] == prompt_id.as_str() {
+            break;
+        }
+    }
+    http.get(format!("{base}/view?filename={file}&subfolder=&type=output"))
+        .send()
+        .await
+        .expect("view")
+        .bytes()
+        .await
+        .expect("bytes");
 }
 
 /// VmHWM of a process, from /proc (0 elsewhere).

@@ -312,27 +312,31 @@ impl Runner<'_> {
             height: None,
             file_size_bytes: size,
         };
+        let mut thumbnail = None;
         if artifact.kind == "image"
             && let Ok(image) = image::load_from_memory(&bytes)
         {
             artifact.width = Some(image.width());
             artifact.height = Some(image.height());
-            let thumbnail = image.thumbnail(THUMBNAIL_PIXELS, THUMBNAIL_PIXELS).to_rgb8();
+            let small = image.thumbnail(THUMBNAIL_PIXELS, THUMBNAIL_PIXELS).to_rgb8();
             let mut jpeg = Cursor::new(Vec::new());
-            thumbnail
+            small
                 .write_to(&mut jpeg, image::ImageFormat::Jpeg)
                 .map_err(|error| error.to_string())?;
             let thumbnail_key = format!("outputs/{}/thumb_{}.jpg", order.job_id, index + 1);
-            self.blobs
-                .put(&bucket, &thumbnail_key, Bytes::from(jpeg.into_inner()), "image/jpeg")
-                .await
-                .map_err(|error| error.to_string())?;
-            artifact.thumbnail_key = Some(thumbnail_key);
+            artifact.thumbnail_key = Some(thumbnail_key.clone());
+            thumbnail = Some((thumbnail_key, Bytes::from(jpeg.into_inner())));
         }
-        self.blobs
-            .put(&bucket, &key, bytes, content_type(&format))
-            .await
-            .map_err(|error| error.to_string())?;
+        // Both writes at once: each is made durable before it answers.
+        let original = self.blobs.put(&bucket, &key, bytes, content_type(&format));
+        let thumbnail = async {
+            match thumbnail {
+                Some((key, jpeg)) => self.blobs.put(&bucket, &key, jpeg, "image/jpeg").await,
+                None => Ok(()),
+            }
+        };
+        let (original, thumbnail) = tokio::join!(original, thumbnail);
+        original.and(thumbnail).map_err(|error| error.to_string())?;
         Ok(artifact)
     }
 
