@@ -25,6 +25,9 @@ pub struct WorkerConfig {
     pub workflows_dir: PathBuf,
     /// `TESSERA_WORKER_POLL_SECONDS`: the longest long poll, 1–20 (default 20).
     pub poll_wait: Duration,
+    /// `TESSERA_WORKER_ADDR`: where `/worker/health` and `/worker/capabilities` listen
+    /// (default `127.0.0.1:8189`).
+    pub status_addr: std::net::SocketAddr,
 }
 
 /// A variable with a value that cannot be used.
@@ -95,6 +98,12 @@ impl WorkerConfig {
                 .filter(|seconds| (1..=20).contains(seconds))
                 .ok_or_else(|| bad("TESSERA_WORKER_POLL_SECONDS", "expected 1 to 20"))?,
         };
+        let status_addr = match read("TESSERA_WORKER_ADDR") {
+            None => std::net::SocketAddr::from(([127, 0, 0, 1], 8189)),
+            Some(raw) => raw
+                .parse()
+                .map_err(|_| bad("TESSERA_WORKER_ADDR", "expected host:port"))?,
+        };
         Ok(Self {
             api_url,
             service_key,
@@ -105,6 +114,7 @@ impl WorkerConfig {
             workflows_dir: read("TESSERA_WORKFLOWS_DIR")
                 .map_or_else(|| PathBuf::from("gpu-worker/workflows"), PathBuf::from),
             poll_wait: Duration::from_secs(poll),
+            status_addr,
         })
     }
 }
@@ -143,6 +153,7 @@ mod tests {
             ("TESSERA_WORKER_CAPABILITIES", "image,smell"),
             ("TESSERA_WORKER_PRIORITIES", "urgent"),
             ("TESSERA_WORKER_POLL_SECONDS", "60"),
+            ("TESSERA_WORKER_ADDR", "nowhere"),
         ] {
             let mut vars = REQUIRED.to_vec();
             vars.retain(|(name, _)| *name != variable);

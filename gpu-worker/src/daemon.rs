@@ -43,6 +43,8 @@ pub struct Worker {
     pub priorities: Vec<Priority>,
     /// The longest long poll.
     pub poll_wait: Duration,
+    /// What it is doing, for `/worker/health`.
+    pub status: crate::status::WorkerStatus,
 }
 
 /// What the worker has done, for heartbeats and tests.
@@ -180,10 +182,12 @@ impl Worker {
             }
         };
         // `renew` never ends; the run does.
+        self.status.set_current_job(Some(order.job_id.clone()));
         let end = tokio::select! {
             end = runner.run(attempt, &order) => end,
             () = renew => JobEnd::Dropped,
         };
+        self.status.set_current_job(None);
         match end {
             JobEnd::Completed(_) => tally.completed += 1,
             JobEnd::Failed(_) => tally.failed += 1,

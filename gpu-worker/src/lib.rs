@@ -7,4 +7,5 @@ pub mod comfy;
 pub mod config;
 pub mod daemon;
 pub mod runner;
+pub mod status;
 pub mod workflow;

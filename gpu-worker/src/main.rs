@@ -34,6 +34,19 @@ async fn main() -> anyhow::Result<()> {
     if !comfy.is_up().await {
         tracing::warn!(url = %config.comfyui_url, "ComfyUI is not answering; jobs wait in the queue until it does");
     }
+    let status = tessera_worker::status::WorkerStatus::default();
+    let endpoints = tessera_worker::status::router(tessera_worker::status::StatusInfo {
+        status: status.clone(),
+        worker_id: config.worker_id.clone(),
+        capabilities: config.capabilities.clone(),
+        workflow_ids: workflows.ids().map(str::to_owned).collect(),
+        comfy: comfy.clone(),
+        started: std::time::Instant::now(),
+    });
+    let listener = tokio::net::TcpListener::bind(config.status_addr)
+        .await
+        .with_context(|| format!("binding {} (set TESSERA_WORKER_ADDR)", config.status_addr))?;
+    tokio::spawn(async move { axum::serve(listener, endpoints).await });
     let worker = Worker {
         api: ApiClient::new(&config.api_url, &config.service_key, &config.worker_id),
         comfy,
@@ -43,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
         capabilities: config.capabilities,
         priorities: config.priorities,
         poll_wait: config.poll_wait,
+        status,
     };
     tracing::info!(worker = %config.worker_id, "worker started");
     let tally = worker.run(shutdown()).await;

@@ -93,6 +93,7 @@ async fn a_job_whose_worker_process_is_killed_completes_once_on_another_worker()
         .env("TESSERA_BACKEND", "embedded")
         .env("TESSERA_DATA_DIR", dir.path())
         .env("TESSERA_WORKER_ID", "doomed")
+        .env("TESSERA_WORKER_ADDR", "127.0.0.1:0")
         .env("TESSERA_WORKFLOWS_DIR", &workflows_dir)
         .env("TESSERA_WORKER_POLL_SECONDS", "1")
         .stdout(Stdio::null())
@@ -140,6 +141,7 @@ async fn a_job_whose_worker_process_is_killed_completes_once_on_another_worker()
         capabilities: vec![Capability::Image],
         priorities: Priority::ALL.to_vec(),
         poll_wait: Duration::from_millis(200),
+        status: Default::default(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let rescuing = tokio::spawn(async move {

@@ -56,6 +56,7 @@ pub async fn spawn(
         capabilities: vec![Capability::Image],
         priorities: Priority::ALL.to_vec(),
         poll_wait: POLL,
+        status: Default::default(),
     };
     tracing::info!(comfyui = %config.comfyui_url, "in-process worker started");
     Some(tokio::spawn(async move {

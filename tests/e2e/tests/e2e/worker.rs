@@ -37,6 +37,8 @@ struct Rig {
     fake: FakeComfy,
     stop: oneshot::Sender<()>,
     worker: tokio::task::JoinHandle<Tally>,
+    /// The worker's own endpoints (`/worker/*`).
+    endpoints: String,
 }
 
 async fn rig(backend: Backend, config: FakeConfig) -> Rig {
@@ -64,6 +66,18 @@ async fn rig_with(backend: Backend, fake: FakeComfy, comfy_url: &str) -> Rig {
         .key;
     let workflows =
         Workflows::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../gpu-worker/workflows")).expect("workflows");
+    let status = tessera_worker::status::WorkerStatus::default();
+    let info = tessera_worker::status::StatusInfo {
+        status: status.clone(),
+        worker_id: "rig-worker".into(),
+        capabilities: vec![Capability::Image],
+        workflow_ids: workflows.ids().map(str::to_owned).collect(),
+        comfy: ComfyClient::new(comfy_url),
+        started: std::time::Instant::now(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let endpoints = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, tessera_worker::status::router(info)).await });
     let worker = Worker {
         api: ApiClient::new(&app.base, &key, &format!("worker-{}", rand::random::<u32>())),
         comfy: ComfyClient::new(comfy_url),
@@ -73,6 +87,7 @@ async fn rig_with(backend: Backend, fake: FakeComfy, comfy_url: &str) -> Rig {
         capabilities: vec![Capability::Image],
         priorities: vec![Priority::High],
         poll_wait: Duration::from_millis(200),
+        status,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let worker = tokio::spawn(async move {
@@ -83,6 +98,7 @@ async fn rig_with(backend: Backend, fake: FakeComfy, comfy_url: &str) -> Rig {
             .await
     });
     Rig {
+        endpoints,
         _turn: turn,
         token: body["tokens"]["access_token"].as_str().expect("token").to_owned(),
         app,
@@ -235,6 +251,43 @@ async fn a_cancel_while_running_interrupts_comfyui(backend: Backend) {
     rig.fake.fail_next(Failure::Hang);
     let job = rig.create().await;
     rig.wait_for(&job, |state| state["status"] == "RUNNING").await;
+    let health: Value = reqwest::get(format!("{}/worker/health", rig.endpoints))
+        .await
+        .expect("health")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (health["status"].clone(), health["current_job"].clone()),
+        (json!("healthy"), json!(job))
+    );
+    assert_eq!(health["capabilities"], json!(["image"]));
+    assert!(
+        health["gpu_status"]["memory_total_mb"].is_u64(),
+        "from ComfyUI's system_stats: {health}"
+    );
+    for field in ["worker_id", "loaded_models", "uptime_seconds"] {
+        assert!(health.get(field).is_some(), "{field}: {health}");
+    }
+    let capabilities: Value = reqwest::get(format!("{}/worker/capabilities", rig.endpoints))
+        .await
+        .expect("caps")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(capabilities["engine"], "comfyui");
+    let models: Vec<&str> = capabilities["supported_models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .map(|m| m["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(
+        models,
+        ["sdxl", "canary", "flux-schnell"],
+        "the catalog's image models it has workflows for"
+    );
+    assert_eq!(capabilities["hardware"]["gpu_name"], "cpu");
     let (status, _) = rig.call(Method::DELETE, &format!("/api/v1/jobs/{job}"), None).await;
     assert_eq!(status, 200);
     for _ in 0..50 {
