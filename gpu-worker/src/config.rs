@@ -28,6 +28,9 @@ pub struct WorkerConfig {
     /// `TESSERA_WORKER_ADDR`: where `/worker/health` and `/worker/capabilities` listen
     /// (default `127.0.0.1:8189`).
     pub status_addr: std::net::SocketAddr,
+    /// `TESSERA_WORKER_MAX_JOB_SECONDS`: a cap on any job's run time, 1–86400 (default: none,
+    /// the job's own timeout).
+    pub max_job_time: Option<Duration>,
 }
 
 /// A variable with a value that cannot be used.
@@ -104,6 +107,15 @@ impl WorkerConfig {
                 .parse()
                 .map_err(|_| bad("TESSERA_WORKER_ADDR", "expected host:port"))?,
         };
+        let max_job_time = read("TESSERA_WORKER_MAX_JOB_SECONDS")
+            .map(|raw| {
+                raw.parse::<u64>()
+                    .ok()
+                    .filter(|seconds| (1..=86_400).contains(seconds))
+                    .map(Duration::from_secs)
+                    .ok_or_else(|| bad("TESSERA_WORKER_MAX_JOB_SECONDS", "expected 1 to 86400"))
+            })
+            .transpose()?;
         Ok(Self {
             api_url,
             service_key,
@@ -115,6 +127,7 @@ impl WorkerConfig {
                 .map_or_else(|| PathBuf::from("gpu-worker/workflows"), PathBuf::from),
             poll_wait: Duration::from_secs(poll),
             status_addr,
+            max_job_time,
         })
     }
 }
@@ -154,6 +167,7 @@ mod tests {
             ("TESSERA_WORKER_PRIORITIES", "urgent"),
             ("TESSERA_WORKER_POLL_SECONDS", "60"),
             ("TESSERA_WORKER_ADDR", "nowhere"),
+            ("TESSERA_WORKER_MAX_JOB_SECONDS", "0"),
         ] {
             let mut vars = REQUIRED.to_vec();
             vars.retain(|(name, _)| *name != variable);

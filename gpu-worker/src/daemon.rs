@@ -45,6 +45,8 @@ pub struct Worker {
     pub poll_wait: Duration,
     /// What it is doing, for `/worker/health`.
     pub status: crate::status::WorkerStatus,
+    /// A cap on any job's run time (the job's own timeout applies when shorter).
+    pub max_job_time: Option<Duration>,
 }
 
 /// What the worker has done, for heartbeats and tests.
@@ -172,6 +174,7 @@ impl Worker {
             api: &self.api,
             blobs: self.blobs.as_ref(),
             workflows: &self.workflows,
+            max_job_time: self.max_job_time,
         };
         let renew = async {
             loop {

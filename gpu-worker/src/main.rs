@@ -57,6 +57,7 @@ async fn main() -> anyhow::Result<()> {
         priorities: config.priorities,
         poll_wait: config.poll_wait,
         status,
+        max_job_time: config.max_job_time,
     };
     tracing::info!(worker = %config.worker_id, "worker started");
     let tally = worker.run(shutdown()).await;

@@ -120,6 +120,8 @@ pub struct Runner<'a> {
     pub blobs: &'a dyn BlobStore,
     /// The workflows.
     pub workflows: &'a Workflows,
+    /// This worker's cap on a job's run time, below the job's own timeout.
+    pub max_job_time: Option<Duration>,
 }
 
 impl Runner<'_> {
@@ -181,7 +183,9 @@ impl Runner<'_> {
 
         let mut tracker = ProgressTracker::new(&prompt_id, workflow.node_count());
         let mut files: Vec<OutputFile> = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(order.timeout_seconds.max(1));
+        let allowed = Duration::from_secs(order.timeout_seconds.max(1));
+        let allowed = self.max_job_time.map_or(allowed, |cap| cap.min(allowed));
+        let deadline = Instant::now() + allowed;
         let mut tick = tokio::time::interval(REPORT_EVERY);
         let outcome = loop {
             tokio::select! {
@@ -205,7 +209,7 @@ impl Runner<'_> {
                 _ = tick.tick() => {
                     if Instant::now() > deadline {
                         self.comfy.interrupt(&prompt_id).await;
-                        let timeout = failure("WORKER_TIMEOUT", "the job ran past its timeout", format!("{} s", order.timeout_seconds), true);
+                        let timeout = failure("WORKER_TIMEOUT", "the job ran past its timeout", format!("{:.0} s", allowed.as_secs_f64()), true);
                         return self.fail(order, attempt, timeout).await;
                     }
                     match self.api.progress(&order.job_id, attempt, tracker.percent()).await {

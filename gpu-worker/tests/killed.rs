@@ -142,6 +142,7 @@ async fn a_job_whose_worker_process_is_killed_completes_once_on_another_worker()
         priorities: Priority::ALL.to_vec(),
         poll_wait: Duration::from_millis(200),
         status: Default::default(),
+        max_job_time: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let rescuing = tokio::spawn(async move {

@@ -57,6 +57,7 @@ pub async fn spawn(
         priorities: Priority::ALL.to_vec(),
         poll_wait: POLL,
         status: Default::default(),
+        max_job_time: None,
     };
     tracing::info!(comfyui = %config.comfyui_url, "in-process worker started");
     Some(tokio::spawn(async move {

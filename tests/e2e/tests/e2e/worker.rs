@@ -22,6 +22,7 @@ conformance!(
     jobs_wait_while_comfyui_is_down_and_run_when_it_is_back,
     an_out_of_memory_run_fails_the_job_with_oom,
     a_cancel_while_running_interrupts_comfyui,
+    a_run_past_its_time_is_interrupted_and_fails_with_worker_timeout,
 );
 
 /// The image/high lane is shared by the worker tests of one process on the emulator (their
@@ -44,11 +45,11 @@ struct Rig {
 async fn rig(backend: Backend, config: FakeConfig) -> Rig {
     let fake = FakeComfy::start(config).await;
     let comfy_url = fake.base_url.clone();
-    rig_with(backend, fake, &comfy_url).await
+    rig_with(backend, fake, &comfy_url, None).await
 }
 
 /// A rig whose worker talks to ComfyUI at `comfy_url` (which `fake` may or may not serve).
-async fn rig_with(backend: Backend, fake: FakeComfy, comfy_url: &str) -> Rig {
+async fn rig_with(backend: Backend, fake: FakeComfy, comfy_url: &str, max_job_time: Option<Duration>) -> Rig {
     let turn = LANE.lock().await;
     let app = TestApp::spawn(backend).await;
     let (_, _, body) = app.signup().await;
@@ -88,6 +89,7 @@ async fn rig_with(backend: Backend, fake: FakeComfy, comfy_url: &str) -> Rig {
         priorities: vec![Priority::High],
         poll_wait: Duration::from_millis(200),
         status,
+        max_job_time,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let worker = tokio::spawn(async move {
@@ -223,7 +225,7 @@ async fn jobs_wait_while_comfyui_is_down_and_run_when_it_is_back(backend: Backen
         .local_addr()
         .expect("address");
     let elsewhere = FakeComfy::start(FakeConfig::default()).await;
-    let rig = rig_with(backend, elsewhere, &format!("http://{port}")).await;
+    let rig = rig_with(backend, elsewhere, &format!("http://{port}"), None).await;
     let job = rig.create().await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (_, state) = rig.call(Method::GET, &format!("/api/v1/jobs/{job}"), None).await;
@@ -300,4 +302,17 @@ async fn a_cancel_while_running_interrupts_comfyui(backend: Backend) {
     let (_, state) = rig.call(Method::GET, &format!("/api/v1/jobs/{job}"), None).await;
     assert_eq!(state["status"], "CANCELLED");
     assert_eq!(rig.stop().await.dropped, 1);
+}
+
+async fn a_run_past_its_time_is_interrupted_and_fails_with_worker_timeout(backend: Backend) {
+    let fake = FakeComfy::start(FakeConfig::default()).await;
+    fake.fail_next(Failure::Hang);
+    let comfy_url = fake.base_url.clone();
+    let rig = rig_with(backend, fake, &comfy_url, Some(Duration::from_secs(1))).await;
+    let job = rig.create().await;
+    let failed = rig.wait_for(&job, |state| state["status"] == "FAILED").await;
+    assert_eq!(failed["error"]["code"], "WORKER_TIMEOUT");
+    assert_eq!(failed["retry_available"], true);
+    assert_eq!(rig.fake.interrupts().len(), 1, "ComfyUI was told to stop the prompt");
+    assert_eq!(rig.stop().await.failed, 1);
 }
