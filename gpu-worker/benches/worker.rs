@@ -7,7 +7,6 @@
 //! Prints the overhead per job (create → COMPLETED, minus the 200 ms ComfyUI takes), median and
 //! p99; the idle gap ComfyUI sees between back-to-back jobs; and the worker's peak RSS.
 
-use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,10 +71,9 @@ async fn run(jobs: usize) {
         ports: ports.clone(),
         embedded: Some(store.clone()),
     };
-    let app = tessera_dev::app(&backend, auth.clone(), v1.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("address"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let base = tessera_dev::spawn_app(&backend, auth.clone(), v1.clone())
+        .await
+        .expect("serve");
     let (_, tenant) = auth
         .signup("bench@example.com", "correct horse battery staple", "B")
         .await

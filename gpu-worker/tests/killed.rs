@@ -2,7 +2,6 @@
 //! (SIGKILL) while ComfyUI runs it; once its lease and the message's visibility run out, a second
 //! worker re-claims the job, which completes exactly once and is charged once.
 
-use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -66,10 +65,9 @@ async fn a_job_whose_worker_process_is_killed_completes_once_on_another_worker()
         ports: ports.clone(),
         embedded: Some(store.clone()),
     };
-    let app = tessera_dev::app(&backend, auth.clone(), v1.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("address"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let base = tessera_dev::spawn_app(&backend, auth.clone(), v1.clone())
+        .await
+        .expect("serve");
 
     let (_, tenant) = auth
         .signup("killed@example.com", "correct horse battery staple", "K")

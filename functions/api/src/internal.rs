@@ -75,7 +75,7 @@ async fn create_for_chat_user(
     State(state): State<V1State>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
-) -> Result<axum::response::Response, ApiError> {
+) -> Result<crate::v1::jobs::Answer, ApiError> {
     let request: ChatJob =
         serde_json::from_slice(&body).map_err(|error| ApiError::invalid("body", error.to_string()))?;
     let frontend = match request.frontend.as_str() {
@@ -122,28 +122,13 @@ async fn create_for_chat_user(
     if let Some(priority) = request.priority {
         public["priority"] = priority;
     }
-    let (created, response) = submission.submit(&state, &public).await?;
-    if created.is_none() {
-        return Ok(response);
+    let mut answer = submission.submit(&state, &public).await?;
+    if !answer.replayed {
+        let used = state.tokens_used_today(&tenant.id).await?;
+        let limit = tessera_core::Tokens::whole(plan.daily_token_limit).0;
+        answer.body["tokens_remaining_today"] = json!(tessera_core::Tokens(limit.saturating_sub(used)));
     }
-    let (parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, 64 * 1024)
-        .await
-        .map_err(|error| ApiError::from(StoreError::Internal(error.to_string())))?;
-    let mut answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    let today = crate::v1::jobs::utc_day(state.now());
-    let used = state
-        .jobs
-        .usage(&tenant.id, &today, &today)
-        .await?
-        .first()
-        .map_or(0, |day| day.tokens_used.max(0) as u64);
-    let limit = tessera_core::Tokens::whole(plan.daily_token_limit).0;
-    answer["tokens_remaining_today"] = json!(tessera_core::Tokens(limit.saturating_sub(used)));
-    Ok(axum::response::IntoResponse::into_response((
-        parts.status,
-        Json(answer),
-    )))
+    Ok(answer)
 }
 
 /// `<platform>:<id>`, the platform being the job's frontend.

@@ -85,6 +85,18 @@ pub fn app(backend: &Backend, auth: AuthService, v1: V1State) -> Router {
         .layer(request_log)
 }
 
+/// Serves [`app`] on a free loopback port in the background (tests and benchmarks); answers its
+/// base URL.
+pub async fn spawn_app(backend: &Backend, auth: AuthService, v1: V1State) -> anyhow::Result<String> {
+    let app = app(backend, auth, v1).into_make_service_with_connect_info::<SocketAddr>();
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding a loopback port")?;
+    let base = format!("http://{}", listener.local_addr().context("reading the bound address")?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(base)
+}
+
 /// Serves on `listener` until `shutdown` resolves, then finishes the requests in flight.
 pub async fn serve(
     config: &Config,

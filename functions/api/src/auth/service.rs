@@ -172,23 +172,8 @@ impl AuthService {
         let email = Email::parse(email)?;
         let name = checked_name(name, "name")?;
         check_password_policy(password, &email)?;
-        let now = self.now();
-        let tenant = TenantRecord {
-            id: TenantId::generate(self.ids.as_ref()),
-            name: name.clone(),
-            plan: PlanTier::Free,
-            personal: true,
-            created_at: now,
-        };
-        let user = UserRecord {
-            id: UserId::generate(self.ids.as_ref()),
-            tenant_id: tenant.id.clone(),
-            email: email.to_string(),
-            name,
-            role,
-            password_hash: hash_password(password.to_owned()).await?,
-            created_at: now,
-        };
+        let password_hash = hash_password(password.to_owned()).await?;
+        let (user, tenant) = self.personal_account(&name, email.to_string(), role, password_hash);
         match self.accounts.create_account(&tenant, &user).await {
             Err(StoreError::Conflict(_)) => {
                 Err(AuthError::Conflict("an account with this e-mail already exists".into()))
@@ -197,6 +182,34 @@ impl AuthService {
         }?;
         tracing::info!(user = %user.id, tenant = %tenant.id, role = %role, "account created");
         Ok((user, tenant))
+    }
+
+    /// A new user with a personal tenant of the same name on the Free plan (not stored yet).
+    fn personal_account(
+        &self,
+        name: &str,
+        email: String,
+        role: Role,
+        password_hash: String,
+    ) -> (UserRecord, TenantRecord) {
+        let now = self.now();
+        let tenant = TenantRecord {
+            id: TenantId::generate(self.ids.as_ref()),
+            name: name.to_owned(),
+            plan: PlanTier::Free,
+            personal: true,
+            created_at: now,
+        };
+        let user = UserRecord {
+            id: UserId::generate(self.ids.as_ref()),
+            tenant_id: tenant.id.clone(),
+            email,
+            name: name.to_owned(),
+            role,
+            password_hash,
+            created_at: now,
+        };
+        (user, tenant)
     }
 
     /// The user and tenant of a chat user (`telegram:123456789`), created on first sight: a
@@ -211,23 +224,7 @@ impl AuthService {
                     .ok_or_else(|| AuthError::Internal(format!("the tenant of {user_ref} is missing")))?;
                 return Ok((user, tenant));
             }
-            let now = self.now();
-            let tenant = TenantRecord {
-                id: TenantId::generate(self.ids.as_ref()),
-                name: user_ref.to_owned(),
-                plan: PlanTier::Free,
-                personal: true,
-                created_at: now,
-            };
-            let user = UserRecord {
-                id: UserId::generate(self.ids.as_ref()),
-                tenant_id: tenant.id.clone(),
-                email: String::new(),
-                name: user_ref.to_owned(),
-                role: Role::Admin,
-                password_hash: String::new(),
-                created_at: now,
-            };
+            let (user, tenant) = self.personal_account(user_ref, String::new(), Role::Admin, String::new());
             match self.accounts.create_chat_account(user_ref, &tenant, &user).await {
                 Ok(()) => {
                     tracing::info!(user = %user.id, tenant = %tenant.id, "chat account created");

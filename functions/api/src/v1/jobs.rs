@@ -57,7 +57,7 @@ async fn create(
     Extension(tenant): Extension<TenantRecord>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Answer, ApiError> {
     require(&principal, Scope::JobsWrite)?;
     let user_id = principal
         .user_id()
@@ -76,8 +76,7 @@ async fn create(
             serde_json::from_slice(&body).map_err(|error| ApiError::invalid("body", format!("not JSON: {error}")))?
         }
     };
-    let (_, answer) = submission.submit(&state, &body).await?;
-    Ok(answer)
+    submission.submit(&state, &body).await
 }
 
 /// One job creation, as the public API and the internal (bot) endpoint make it.
@@ -96,7 +95,7 @@ pub struct Submission<'a> {
 
 impl Submission<'_> {
     /// The first answer, when the idempotency key was used already (409 for another body).
-    pub async fn replay(&self, state: &V1State) -> Result<Option<Response>, ApiError> {
+    pub async fn replay(&self, state: &V1State) -> Result<Option<Answer>, ApiError> {
         let Some(key) = &self.idempotency_key else {
             return Ok(None);
         };
@@ -108,8 +107,7 @@ impl Submission<'_> {
 
     /// Validates `body` (the public create's shape), reserves the quota with the job in one
     /// transaction, sends the queue message, and answers 201 (or the replayed first answer).
-    /// Also answers the stored job when it was created now.
-    pub async fn submit(&self, state: &V1State, body: &Value) -> Result<(Option<JobRecord>, Response), ApiError> {
+    pub async fn submit(&self, state: &V1State, body: &Value) -> Result<Answer, ApiError> {
         let plan = state.catalog.plan(self.tenant.plan);
         let request = parse_job_request(body, plan, state.catalog, state.webhooks, rand::rng().random())?;
         let now = state.now();
@@ -136,7 +134,7 @@ impl Submission<'_> {
         let idempotency = self.idempotency_key.as_deref().map(|key| (key, &record, now));
         match state.jobs.create(&job, quota, idempotency).await {
             Ok(()) => {}
-            Err(CreateRefused::Replay(existing)) => return Ok((None, replay(&existing, &self.request_hash)?)),
+            Err(CreateRefused::Replay(existing)) => return replay(&existing, &self.request_hash),
             Err(CreateRefused::Quota) => return Err(quota_exceeded(plan.daily_token_limit, job.cost)),
             Err(CreateRefused::Concurrency) => {
                 let details = format!(
@@ -150,7 +148,11 @@ impl Submission<'_> {
         }
         super::sweep::send(state, &job).await;
         tracing::info!(job = %job.job_id, tenant = %self.tenant.id, cost = job.cost, "job created");
-        Ok((Some(job), (StatusCode::CREATED, Json(answer)).into_response()))
+        Ok(Answer {
+            status: StatusCode::CREATED,
+            body: answer,
+            replayed: false,
+        })
     }
 }
 
@@ -236,8 +238,31 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
     Ok(Some(key.to_owned()))
 }
 
+/// A create's answer: fresh, or replayed for a reused `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The HTTP status (201).
+    pub status: StatusCode,
+    /// The JSON body.
+    pub body: Value,
+    /// Whether it repeats an earlier answer (sent with `Idempotent-Replayed: true`).
+    pub replayed: bool,
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(self.body)).into_response();
+        if self.replayed {
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", axum::http::HeaderValue::from_static("true"));
+        }
+        response
+    }
+}
+
 /// The first answer for this key, or 409 when the key came with another body.
-fn replay(record: &IdempotencyRecord, request_hash: &str) -> Result<Response, ApiError> {
+fn replay(record: &IdempotencyRecord, request_hash: &str) -> Result<Answer, ApiError> {
     if record.request_hash != request_hash {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -246,13 +271,11 @@ fn replay(record: &IdempotencyRecord, request_hash: &str) -> Result<Response, Ap
             json!({ "field": "Idempotency-Key" }),
         ));
     }
-    let body: Value = serde_json::from_str(&record.body).unwrap_or(Value::Null);
-    let status = StatusCode::from_u16(record.status).unwrap_or(StatusCode::CREATED);
-    let mut response = (status, Json(body)).into_response();
-    response
-        .headers_mut()
-        .insert("idempotent-replayed", axum::http::HeaderValue::from_static("true"));
-    Ok(response)
+    Ok(Answer {
+        status: StatusCode::from_u16(record.status).unwrap_or(StatusCode::CREATED),
+        body: serde_json::from_str(&record.body).unwrap_or(Value::Null),
+        replayed: true,
+    })
 }
 
 /// Hex SHA-256 of a request body.

@@ -73,6 +73,15 @@ impl V1State {
     pub fn now(&self) -> i64 {
         self.clock.now().unix_timestamp()
     }
+
+    /// The tokens `tenant` has used today (UTC), in thousandths, from its usage counter.
+    pub async fn tokens_used_today(&self, tenant: &tessera_core::TenantId) -> tessera_store::StoreResult<u64> {
+        let today = jobs::utc_day(self.now());
+        let days = self.jobs.usage(tenant, &today, &today).await?;
+        Ok(days
+            .first()
+            .map_or(0, |day| u64::try_from(day.tokens_used).unwrap_or(0)))
+    }
 }
 
 /// Reads `TESSERA_WEBHOOK_ALLOW_HTTP` and `TESSERA_WEBHOOK_ALLOW_PRIVATE` (`true`/`false`, both

@@ -36,13 +36,7 @@ async fn me(
     let user_id = principal.user_id().ok_or_else(gone)?;
     let user = state.auth.accounts().user(user_id).await?.ok_or_else(gone)?;
     let now = state.now();
-    let today = utc_day(now);
-    let used = state
-        .jobs
-        .usage(&tenant.id, &today, &today)
-        .await?
-        .first()
-        .map_or(0, |day| day.tokens_used.max(0) as u64);
+    let used = state.tokens_used_today(&tenant.id).await?;
     let limit = Tokens::whole(state.catalog.plan(tenant.plan).daily_token_limit).0;
     let tomorrow = now - now.rem_euclid(86_400) + 86_400;
     Ok(Json(json!({

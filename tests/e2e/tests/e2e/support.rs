@@ -248,11 +248,9 @@ impl TestApp {
                 allow_private: true,
             },
         );
-        let app = tessera_dev::app(&dev_backend, auth.clone(), v1.clone())
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let base = tessera_dev::spawn_app(&dev_backend, auth.clone(), v1.clone())
+            .await
+            .expect("serve");
         Self {
             base,
             client: client_from(&random_ip()),
