@@ -178,6 +178,14 @@ impl ApiClient {
             .map(drop)
     }
 
+    /// Gives the job back unfinished: it is queued again, and this attempt is not counted.
+    pub async fn release(&self, job_id: &str, attempt: u32, reason: &str) -> Result<(), ApiError> {
+        let body = json!({ "worker_id": self.worker_id, "attempt": attempt, "reason": reason });
+        self.post(&format!("/api/internal/jobs/{job_id}/release"), body)
+            .await
+            .map(drop)
+    }
+
     /// Sends a heartbeat.
     pub async fn heartbeat(&self, body: Value) -> Result<(), ApiError> {
         self.post("/api/internal/heartbeat", body).await.map(drop)

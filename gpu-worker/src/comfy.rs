@@ -105,6 +105,21 @@ impl Message {
         serde_json::from_str(text).ok()
     }
 
+    /// The prompt the message is about, where it names one.
+    pub fn prompt_id(&self) -> Option<&str> {
+        match self {
+            Self::ExecutionStart { prompt_id }
+            | Self::ExecutionCached { prompt_id, .. }
+            | Self::ProgressState { prompt_id, .. }
+            | Self::Executed { prompt_id, .. }
+            | Self::ExecutionSuccess { prompt_id }
+            | Self::ExecutionError { prompt_id, .. }
+            | Self::ExecutionInterrupted { prompt_id } => Some(prompt_id),
+            Self::Executing { prompt_id, .. } | Self::Progress { prompt_id, .. } => prompt_id.as_deref(),
+            Self::Status {} | Self::Other => None,
+        }
+    }
+
     /// Whether the message ends the prompt `prompt_id`.
     pub fn ends(&self, prompt_id: &str) -> bool {
         match self {

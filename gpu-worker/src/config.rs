@@ -31,6 +31,9 @@ pub struct WorkerConfig {
     /// `TESSERA_WORKER_MAX_JOB_SECONDS`: a cap on any job's run time, 1–86400 (default: none,
     /// the job's own timeout).
     pub max_job_time: Option<Duration>,
+    /// `TESSERA_WORKER_DRAIN_SECONDS`: on SIGTERM, how long the job in hand may go on before it is
+    /// interrupted and given back to the queue, 0–3600 (default 30).
+    pub drain_grace: Duration,
 }
 
 /// A variable with a value that cannot be used.
@@ -116,6 +119,14 @@ impl WorkerConfig {
                     .ok_or_else(|| bad("TESSERA_WORKER_MAX_JOB_SECONDS", "expected 1 to 86400"))
             })
             .transpose()?;
+        let drain = match read("TESSERA_WORKER_DRAIN_SECONDS") {
+            None => 30,
+            Some(raw) => raw
+                .parse::<u64>()
+                .ok()
+                .filter(|seconds| *seconds <= 3600)
+                .ok_or_else(|| bad("TESSERA_WORKER_DRAIN_SECONDS", "expected 0 to 3600"))?,
+        };
         Ok(Self {
             api_url,
             service_key,
@@ -128,6 +139,7 @@ impl WorkerConfig {
             poll_wait: Duration::from_secs(poll),
             status_addr,
             max_job_time,
+            drain_grace: Duration::from_secs(drain),
         })
     }
 }
@@ -155,6 +167,7 @@ mod tests {
         assert_eq!(config.comfyui_url, "http://127.0.0.1:8188");
         assert_eq!(config.capabilities, [Capability::Image]);
         assert_eq!(config.priorities, Priority::ALL);
+        assert_eq!(config.drain_grace, Duration::from_secs(30));
     }
 
     #[test]
@@ -168,6 +181,7 @@ mod tests {
             ("TESSERA_WORKER_POLL_SECONDS", "60"),
             ("TESSERA_WORKER_ADDR", "nowhere"),
             ("TESSERA_WORKER_MAX_JOB_SECONDS", "0"),
+            ("TESSERA_WORKER_DRAIN_SECONDS", "-1"),
         ] {
             let mut vars = REQUIRED.to_vec();
             vars.retain(|(name, _)| *name != variable);

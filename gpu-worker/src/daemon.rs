@@ -4,17 +4,24 @@
 //! because ComfyUI is down goes straight back to the queue; the job is not failed.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use serde_json::json;
 use tessera_core::{Capability, JobMessage, Priority};
 use tessera_store::definitions::job_queue;
 use tessera_store::{BlobStore, Queue, QueueDef, ReceiveRequest, ReceivedMessage};
 
 use crate::api::{ApiClient, Claim};
-use crate::runner::{ComfyClient, JobEnd, Runner};
+use crate::client::ComfyClient;
+use crate::metrics::Outcome;
+use crate::runner::{JobEnd, Runner};
 use crate::workflow::Workflows;
+use tokio::sync::Semaphore;
 
 /// How long a received message stays hidden; renewed while the job runs.
 const VISIBILITY: Duration = Duration::from_secs(60);
@@ -22,6 +29,9 @@ const VISIBILITY: Duration = Duration::from_secs(60);
 const RACE_VISIBILITY: Duration = Duration::from_secs(5);
 /// How often the hiding is renewed.
 const RENEW_EVERY: Duration = Duration::from_secs(20);
+/// How many messages the worker holds at once: the job on ComfyUI (or storing its outputs) and
+/// the next one.
+const IN_HAND: usize = 2;
 /// How often the worker sends a heartbeat.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(30);
 
@@ -47,6 +57,9 @@ pub struct Worker {
     pub status: crate::status::WorkerStatus,
     /// A cap on any job's run time (the job's own timeout applies when shorter).
     pub max_job_time: Option<Duration>,
+    /// How long a stopping worker lets the job in hand finish before it interrupts it and gives
+    /// it back to the queue.
+    pub drain_grace: Duration,
 }
 
 /// What the worker has done, for heartbeats and tests.
@@ -58,8 +71,44 @@ pub struct Tally {
     pub failed: u64,
     /// Jobs dropped (cancelled, duplicates, taken over).
     pub dropped: u64,
-    /// Messages released because ComfyUI was down.
+    /// Messages given back to the queue: ComfyUI was down, or the worker was stopping.
     pub released: u64,
+}
+
+impl Tally {
+    fn record(&mut self, end: &JobEnd) {
+        match end {
+            JobEnd::Completed(_) => self.completed += 1,
+            JobEnd::Failed(_) => self.failed += 1,
+            JobEnd::Dropped => self.dropped += 1,
+            JobEnd::ComfyUnavailable(_) | JobEnd::GivenBack => self.released += 1,
+            JobEnd::Retry => {}
+        }
+    }
+}
+
+/// A received message and its lane.
+type Delivery = (QueueDef, ReceivedMessage);
+
+/// A boxed future the main loop polls.
+type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A claimed job's end, as the metrics count it.
+fn outcome(end: &JobEnd) -> Outcome {
+    match end {
+        JobEnd::Completed(_) => Outcome::Completed,
+        JobEnd::Failed(_) => Outcome::Failed,
+        JobEnd::Dropped => Outcome::Dropped,
+        JobEnd::ComfyUnavailable(_) | JobEnd::GivenBack | JobEnd::Retry => Outcome::Released,
+    }
+}
+
+/// Polls the future while there is one; pending forever otherwise.
+async fn maybe<F: Future + Unpin>(future: &mut Option<F>) -> F::Output {
+    match future {
+        Some(future) => future.await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Worker {
@@ -76,23 +125,53 @@ impl Worker {
             .collect()
     }
 
-    /// Runs until `shutdown` resolves; then finishes the job in hand and returns.
+    /// Runs until `shutdown` resolves; then stops receiving, gives back a job not yet started,
+    /// lets the job in hand finish for up to `drain_grace` (then interrupts it and gives it back
+    /// to the queue), and returns.
+    ///
+    /// While a job runs, the next message is received and kept hidden; its handling starts at
+    /// once and waits for ComfyUI, so the next prompt is submitted as soon as the current one
+    /// ends on ComfyUI, while the current job's outputs are still being stored.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Tally {
         let mut tally = Tally::default();
         let started = Instant::now();
-        let mut last_beat: Option<Instant> = None;
-        tokio::pin!(shutdown);
+        let comfy_slot = Semaphore::new(1);
+        let give_back = AtomicBool::new(false);
+        let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
+        let mut in_hand: FuturesUnordered<Pending<'_, JobEnd>> = FuturesUnordered::new();
+        let mut receiving: Option<Pending<'_, Option<Delivery>>> = None;
+        let mut stopping = false;
+        let grace_ends = tokio::time::sleep(Duration::MAX);
+        tokio::pin!(shutdown, grace_ends);
         loop {
-            if last_beat.is_none_or(|beat| beat.elapsed() >= HEARTBEAT_EVERY) {
-                self.heartbeat(&tally, started).await;
-                last_beat = Some(Instant::now());
+            if stopping && in_hand.is_empty() {
+                return tally;
             }
-            let next = tokio::select! {
-                () = &mut shutdown => return tally,
-                next = self.next_message() => next,
-            };
-            let Some((lane, message)) = next else { continue };
-            self.handle(&lane, &message, &mut tally).await;
+            if !stopping && receiving.is_none() && in_hand.len() < IN_HAND {
+                receiving = Some(Box::pin(self.next_message()));
+            }
+            tokio::select! {
+                () = &mut shutdown, if !stopping => {
+                    stopping = true;
+                    receiving = None;
+                    // A job waiting for its turn is not started: its message goes back.
+                    comfy_slot.close();
+                    grace_ends.as_mut().reset(tokio::time::Instant::now() + self.drain_grace);
+                }
+                () = &mut grace_ends, if stopping && !give_back.load(Ordering::Relaxed) => {
+                    tracing::warn!("the grace period is over: the job in hand is interrupted and given back");
+                    give_back.store(true, Ordering::Relaxed);
+                }
+                received = maybe(&mut receiving) => {
+                    receiving = None;
+                    if let Some((lane, message)) = received {
+                        let (slot, give_back) = (&comfy_slot, &give_back);
+                        in_hand.push(Box::pin(async move { self.handle(&lane, &message, slot, give_back).await }));
+                    }
+                }
+                Some(end) = in_hand.next(), if !in_hand.is_empty() => tally.record(&end),
+                _ = beat.tick() => self.heartbeat(&tally, started).await,
+            }
         }
     }
 
@@ -100,7 +179,7 @@ impl Worker {
     /// order, then a long poll on all of them at once (up to `poll_wait`), so a job in any lane
     /// is seen as soon as it is sent. The long polls hide what they take only briefly, so a
     /// message taken by a poll that loses the race comes back within seconds.
-    async fn next_message(&self) -> Option<(QueueDef, ReceivedMessage)> {
+    async fn next_message(&self) -> Option<Delivery> {
         let lanes = self.lanes();
         for lane in &lanes {
             let request = ReceiveRequest {
@@ -140,42 +219,15 @@ impl Worker {
         }
     }
 
-    async fn handle(&self, lane: &QueueDef, message: &ReceivedMessage, tally: &mut Tally) {
-        let Ok(job) = serde_json::from_str::<JobMessage>(&message.body) else {
-            tracing::error!(body = %message.body, "not a job message: dropped");
-            self.delete(lane, message).await;
-            return;
-        };
-        if !self.comfy.is_up().await {
-            tracing::warn!(job = %job.job_id, "ComfyUI is not answering: the job goes back to the queue");
-            tally.released += 1;
-            let _ = self
-                .queue
-                .change_visibility(lane, &message.receipt, Duration::ZERO)
-                .await;
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            return;
-        }
-        let (attempt, order) = match self.api.claim(job.job_id.as_str()).await {
-            Ok(Claim::Run { attempt, order }) => (attempt, order),
-            Ok(Claim::Drop(reason)) => {
-                tracing::info!(job = %job.job_id, reason, "not running it");
-                tally.dropped += 1;
-                self.delete(lane, message).await;
-                return;
-            }
-            Err(error) => {
-                tracing::warn!(job = %job.job_id, %error, "claim failed: the message comes back later");
-                return;
-            }
-        };
-        let runner = Runner {
-            comfy: &self.comfy,
-            api: &self.api,
-            blobs: self.blobs.as_ref(),
-            workflows: &self.workflows,
-            max_job_time: self.max_job_time,
-        };
+    /// Handles one message: waits for ComfyUI to be free (keeping the message hidden), claims the
+    /// job, runs it, and deletes the message once the job is final.
+    async fn handle(
+        &self,
+        lane: &QueueDef,
+        message: &ReceivedMessage,
+        comfy_slot: &Semaphore,
+        give_back: &AtomicBool,
+    ) -> JobEnd {
         let renew = async {
             loop {
                 tokio::time::sleep(RENEW_EVERY).await;
@@ -184,28 +236,79 @@ impl Worker {
                 }
             }
         };
-        // `renew` never ends; the run does.
-        self.status.set_current_job(Some(order.job_id.clone()));
+        // `renew` never ends; the handling does.
         let end = tokio::select! {
-            end = runner.run(attempt, &order) => end,
+            end = self.claim_and_run(lane, message, comfy_slot, give_back) => end,
             () = renew => JobEnd::Dropped,
         };
-        self.status.set_current_job(None);
-        match end {
-            JobEnd::Completed(_) => tally.completed += 1,
-            JobEnd::Failed(_) => tally.failed += 1,
-            JobEnd::Dropped => tally.dropped += 1,
+        match &end {
             JobEnd::ComfyUnavailable(reason) => {
-                tracing::warn!(job = %order.job_id, reason, "ComfyUI failed mid-job: released for another try");
-                tally.released += 1;
+                tracing::warn!(reason, "ComfyUI is not answering: the message goes back to the queue");
                 let _ = self
                     .queue
                     .change_visibility(lane, &message.receipt, Duration::ZERO)
                     .await;
-                return;
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
+            JobEnd::GivenBack => {
+                let _ = self
+                    .queue
+                    .change_visibility(lane, &message.receipt, Duration::ZERO)
+                    .await;
+            }
+            JobEnd::Retry => {}
+            JobEnd::Completed(_) | JobEnd::Failed(_) | JobEnd::Dropped => self.delete(lane, message).await,
         }
-        self.delete(lane, message).await;
+        end
+    }
+
+    async fn claim_and_run(
+        &self,
+        lane: &QueueDef,
+        message: &ReceivedMessage,
+        comfy_slot: &Semaphore,
+        give_back: &AtomicBool,
+    ) -> JobEnd {
+        let Ok(job) = serde_json::from_str::<JobMessage>(&message.body) else {
+            tracing::error!(lane = %lane.name, body = %message.body, "not a job message: dropped");
+            return JobEnd::Dropped;
+        };
+        let Ok(turn) = comfy_slot.acquire().await else {
+            return JobEnd::GivenBack;
+        };
+        if !self.comfy.is_up().await {
+            return JobEnd::ComfyUnavailable(format!("job {} not started", job.job_id));
+        }
+        let claiming = Instant::now();
+        let (attempt, order) = match self.api.claim(job.job_id.as_str()).await {
+            Ok(Claim::Run { attempt, order }) => (attempt, order),
+            Ok(Claim::Drop(reason)) => {
+                tracing::info!(job = %job.job_id, reason, "not running it");
+                return JobEnd::Dropped;
+            }
+            Err(error) => {
+                tracing::warn!(job = %job.job_id, %error, "claim failed: the message comes back later");
+                return JobEnd::Retry;
+            }
+        };
+        let runner = Runner {
+            comfy: &self.comfy,
+            api: &self.api,
+            blobs: &self.blobs,
+            workflows: &self.workflows,
+            max_job_time: self.max_job_time,
+            give_back,
+        };
+        tracing::debug!(job = %order.job_id, claim_ms = claiming.elapsed().as_secs_f64() * 1e3, "claimed");
+        self.status.set_current_job(Some(order.job_id.clone()));
+        let in_progress = self.comfy.metrics().job_started();
+        let end = runner.run(attempt, &order, turn).await;
+        in_progress.finish(outcome(&end));
+        if matches!(end, JobEnd::Completed(_)) {
+            self.status.ran_model(&order.model_id);
+        }
+        self.status.set_current_job(None);
+        end
     }
 
     async fn delete(&self, lane: &QueueDef, message: &ReceivedMessage) {
@@ -216,22 +319,19 @@ impl Worker {
 
     async fn heartbeat(&self, tally: &Tally, started: Instant) {
         let stats = self.comfy.system_stats().await;
-        let device = stats
-            .as_ref()
-            .and_then(|stats| stats["devices"].get(0).cloned())
-            .unwrap_or_default();
-        let mb = |bytes: &serde_json::Value| bytes.as_u64().map(|bytes| bytes / (1024 * 1024));
-        let used = match (mb(&device["vram_total"]), mb(&device["vram_free"])) {
-            (Some(total), Some(free)) => Some(total.saturating_sub(free)),
-            _ => None,
+        let gpu = self.status.gpu_sample(stats.as_ref()).await;
+        let status = match (&stats, self.status.current_job()) {
+            (None, _) => "unhealthy",
+            (Some(_), Some(_)) => "busy",
+            (Some(_), None) => "idle",
         };
         let body = json!({
             "worker_id": self.api.worker_id,
-            "status": if stats.is_some() { "idle" } else { "unhealthy" },
+            "status": status,
             "capabilities": self.capabilities,
-            "loaded_models": [],
-            "gpu_memory_used_mb": used,
-            "gpu_memory_total_mb": mb(&device["vram_total"]),
+            "loaded_models": self.status.loaded_models(),
+            "gpu_memory_used_mb": gpu.memory_used_mb,
+            "gpu_memory_total_mb": gpu.memory_total_mb,
             "uptime_seconds": started.elapsed().as_secs(),
             "jobs_completed": tally.completed,
         });

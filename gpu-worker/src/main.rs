@@ -12,9 +12,9 @@ use tessera_store::aws::AwsStore;
 use tessera_store::definitions::Naming;
 use tessera_store::embedded::{EmbeddedConfig, EmbeddedStore};
 use tessera_worker::api::ApiClient;
+use tessera_worker::client::ComfyClient;
 use tessera_worker::config::WorkerConfig;
 use tessera_worker::daemon::Worker;
-use tessera_worker::runner::ComfyClient;
 use tessera_worker::workflow::Workflows;
 
 #[tokio::main]
@@ -34,7 +34,8 @@ async fn main() -> anyhow::Result<()> {
     if !comfy.is_up().await {
         tracing::warn!(url = %config.comfyui_url, "ComfyUI is not answering; jobs wait in the queue until it does");
     }
-    let status = tessera_worker::status::WorkerStatus::default();
+    let gpu = tokio::task::spawn_blocking(tessera_worker::telemetry::Gpu::detect).await?;
+    let status = tessera_worker::status::WorkerStatus::with_gpu(gpu);
     let endpoints = tessera_worker::status::router(tessera_worker::status::StatusInfo {
         status: status.clone(),
         worker_id: config.worker_id.clone(),
@@ -42,7 +43,14 @@ async fn main() -> anyhow::Result<()> {
         workflow_ids: workflows.ids().map(str::to_owned).collect(),
         comfy: comfy.clone(),
         started: std::time::Instant::now(),
-    });
+    })
+    .merge(tessera_worker::run_job::router(tessera_worker::run_job::RunJobState {
+        comfy: comfy.clone(),
+        blobs: ports.blobs.clone(),
+        workflows: workflows.clone(),
+        service_key: config.service_key.as_str().into(),
+        max_job_time: config.max_job_time,
+    }));
     let listener = tokio::net::TcpListener::bind(config.status_addr)
         .await
         .with_context(|| format!("binding {} (set TESSERA_WORKER_ADDR)", config.status_addr))?;
@@ -58,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
         poll_wait: config.poll_wait,
         status,
         max_job_time: config.max_job_time,
+        drain_grace: config.drain_grace,
     };
     tracing::info!(worker = %config.worker_id, "worker started");
     let tally = worker.run(shutdown()).await;

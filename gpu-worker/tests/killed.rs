@@ -16,8 +16,8 @@ use tessera_fakes::{Failure, FakeComfy, FakeConfig};
 use tessera_store::Ports;
 use tessera_store::embedded::{EmbeddedConfig, EmbeddedStore};
 use tessera_worker::api::ApiClient;
+use tessera_worker::client::ComfyClient;
 use tessera_worker::daemon::Worker;
-use tessera_worker::runner::ComfyClient;
 use tessera_worker::workflow::Workflows;
 use time::OffsetDateTime;
 
@@ -141,6 +141,7 @@ async fn a_job_whose_worker_process_is_killed_completes_once_on_another_worker()
         poll_wait: Duration::from_millis(200),
         status: Default::default(),
         max_job_time: None,
+        drain_grace: Duration::from_secs(5),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let rescuing = tokio::spawn(async move {

@@ -8,6 +8,7 @@
 //! | `POST /api/internal/jobs/{id}/progress` | `{worker_id, attempt, percent, stage?}` | `{"cancelled": bool}` |
 //! | `POST /api/internal/jobs/{id}/complete` | `{worker_id, attempt, artifacts[]}` | `{"status": "COMPLETED", "cancelled": false}` |
 //! | `POST /api/internal/jobs/{id}/fail` | `{worker_id, attempt, code, message, details?, retryable}` | `{"status": "FAILED", "cancelled": false}` |
+//! | `POST /api/internal/jobs/{id}/release` | `{worker_id, attempt, reason?}` | `{"status": "QUEUED", "cancelled": false}`: the attempt gave the job back unfinished (ComfyUI went away, or the worker is stopping); it is queued again and the attempt is not counted |
 //!
 //! Every lifecycle call is a conditional transition on the job's state, worker and attempt. When
 //! the attempt is no longer the job's (cancelled, finished, or re-claimed by another worker) the
@@ -52,6 +53,7 @@ pub fn router(state: V1State) -> Router {
         .route("/api/internal/jobs/{job_id}/progress", post(progress))
         .route("/api/internal/jobs/{job_id}/complete", post(complete))
         .route("/api/internal/jobs/{job_id}/fail", post(fail))
+        .route("/api/internal/jobs/{job_id}/release", post(release))
         .layer(from_fn_with_state(guard, authenticate))
         .with_state(state)
 }
@@ -340,6 +342,26 @@ async fn fail(
     settle(&state, &job.job_id, outcome).await?;
     tracing::info!(job = %job.job_id, worker = %request.worker_id, code = %error.code, "job failed");
     Ok(Json(json!({ "status": JobStatus::Failed, "cancelled": false })))
+}
+
+#[derive(Deserialize)]
+struct ReleaseRequest {
+    worker_id: String,
+    attempt: u32,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn release(
+    State(state): State<V1State>,
+    Path(job_id): Path<String>,
+    JsonBody(request): JsonBody<ReleaseRequest>,
+) -> Result<Json<Value>, (StatusCode, Json<Value>)> {
+    let job = owned_job(&state, &job_id).await?;
+    let outcome = state.jobs.release(&job, &request.worker_id, request.attempt).await;
+    settle(&state, &job.job_id, outcome).await?;
+    tracing::info!(job = %job.job_id, worker = %request.worker_id, reason = %request.reason, "job released unfinished");
+    Ok(Json(json!({ "status": JobStatus::Queued, "cancelled": false })))
 }
 
 async fn owned_job(state: &V1State, job_id: &str) -> Result<JobRecord, (StatusCode, Json<Value>)> {

@@ -9,8 +9,8 @@ use anyhow::Context;
 use tessera_api::auth::{Accepts, AuthService};
 use tessera_core::{Capability, Priority};
 use tessera_worker::api::ApiClient;
+use tessera_worker::client::ComfyClient;
 use tessera_worker::daemon::{Tally, Worker};
-use tessera_worker::runner::ComfyClient;
 use tessera_worker::workflow::Workflows;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -20,6 +20,8 @@ use crate::{Backend, Config};
 const KEY_FILE: &str = "worker.key";
 /// How long the in-process worker long-polls (short, so Ctrl-C is quick).
 const POLL: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long Ctrl-C lets the job in hand finish before it is given back to the queue.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Starts the worker; `None` (with the reason logged) when it cannot run.
 pub async fn spawn(
@@ -58,6 +60,7 @@ pub async fn spawn(
         poll_wait: POLL,
         status: Default::default(),
         max_job_time: None,
+        drain_grace: DRAIN,
     };
     tracing::info!(comfyui = %config.comfyui_url, "in-process worker started");
     Some(tokio::spawn(async move {

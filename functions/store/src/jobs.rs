@@ -486,6 +486,30 @@ impl Jobs {
         }
     }
 
+    /// `RUNNING -> QUEUED` for the worker's attempt, which did not run it to an end (ComfyUI went
+    /// away, or the worker is stopping): the job goes back to its lane, the attempt is not
+    /// counted, and its queue message (which the worker gives back) brings it to a worker again.
+    /// `Conflict` when the attempt is no longer the job's running one.
+    pub async fn release(&self, job: &JobRecord, worker: &str, attempt: u32) -> StoreResult<()> {
+        let update = Update::set("status", JobStatus::Queued.as_str())
+            .and_set("gsi2pk", lane_key(job.capability, job.priority))
+            .and_set("gsi2sk", order_key(job.created_at, &job.job_id))
+            .and_add("attempt", -1)
+            .and_remove("started_at")
+            .and_remove("worker_id")
+            .and_remove("lease_until")
+            .and_remove("progress");
+        self.items
+            .update(
+                &self.jobs,
+                &job_key(&job.job_id),
+                update,
+                Some(running_attempt(worker, attempt)),
+            )
+            .await
+            .map(drop)
+    }
+
     /// `RUNNING -> COMPLETED` for the worker's attempt, with its artifacts; frees the slot in
     /// flight and counts the completion, all in one transaction.
     pub async fn complete(

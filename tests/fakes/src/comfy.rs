@@ -53,6 +53,11 @@ pub enum Failure {
     DropSocket,
     /// The run does not progress until it is interrupted.
     Hang,
+    /// The run succeeds, but its `execution_success` message is never sent (history has it).
+    LoseEnd,
+    /// `POST /prompt` fails with the server's bare 500, as ComfyUI does when it is in trouble
+    /// (the prompt is not queued).
+    RefusePrompt,
 }
 
 /// Settings of a fake.
@@ -88,6 +93,7 @@ struct Shared {
     prompts: Vec<Value>,
     timeline: Vec<(std::time::Instant, Option<std::time::Instant>)>,
     file_counter: u64,
+    connections: usize,
 }
 
 /// A running fake ComfyUI on a loopback port.
@@ -152,6 +158,11 @@ impl FakeComfy {
     /// a client's idle gaps).
     pub fn timeline(&self) -> Vec<(std::time::Instant, Option<std::time::Instant>)> {
         self.lock().timeline.clone()
+    }
+
+    /// How many WebSocket connections were opened.
+    pub fn connections(&self) -> usize {
+        self.lock().connections
     }
 
     /// The bytes of an output file, as `/view` serves them.
@@ -268,6 +279,10 @@ impl FakeComfy {
         );
         let order: Vec<String> = graph.keys().cloned().collect();
         let pause = self.config.job_duration / (order.len() as u32).max(1);
+        // Each wait ends at an instant reckoned from the start, so the run takes the configured
+        // time, not that time plus the timer's rounding at every step.
+        let began = tokio::time::Instant::now();
+        let mut planned = Duration::ZERO;
         let mut states = Map::new();
         let mut outputs = Map::new();
         for (index, node) in order.iter().enumerate() {
@@ -306,10 +321,12 @@ impl FakeComfy {
                     let mut preview = vec![0, 0, 0, 1, 0, 0, 0, 2];
                     preview.extend(png(8, 8, 0x00ff00));
                     self.send_to(&client, WsMessage::Binary(preview.into()));
-                    tokio::time::sleep(pause / (self.config.steps + 1)).await;
+                    planned += pause / (self.config.steps + 1);
+                    tokio::time::sleep_until(began + planned).await;
                 }
             } else {
-                tokio::time::sleep(pause).await;
+                planned += pause;
+                tokio::time::sleep_until(began + planned).await;
             }
             let is_output = class.starts_with("Save");
             if is_output && let Some(Failure::Runtime { oom }) = &failure {
@@ -357,11 +374,13 @@ impl FakeComfy {
             .done_graphs
             .push((Value::Object(graph.clone()), outputs.clone()));
         self.finish(prompt_id, &client, entry, outputs, "success");
-        self.send_json(
-            &client,
-            "execution_success",
-            json!({"prompt_id": prompt_id, "timestamp": stamp()}),
-        );
+        if failure != Some(Failure::LoseEnd) {
+            self.send_json(
+                &client,
+                "execution_success",
+                json!({"prompt_id": prompt_id, "timestamp": stamp()}),
+            );
+        }
         let late = self.clone();
         let prompt = prompt_id.to_owned();
         tokio::spawn(async move {
@@ -485,6 +504,17 @@ async fn submit(State(fake): State<FakeComfy>, body: Bytes) -> Response {
     if let Some(refusal) = refusal(graph) {
         return refusal;
     }
+    {
+        let mut shared = fake.lock();
+        if shared.next_failure == Some(Failure::RefusePrompt) {
+            shared.next_failure = None;
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "500 Internal Server Error\n\nServer got itself in trouble",
+            )
+                .into_response();
+        }
+    }
     let prompt_id = body["prompt_id"]
         .as_str()
         .map_or_else(tessera_core::ids::random_uuid, str::to_owned);
@@ -520,7 +550,11 @@ async fn serve_socket(fake: FakeComfy, client: String, mut socket: WebSocket) {
     let hello =
         json!({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 0}}, "sid": client}}).to_string();
     let _ = sender.send(WsMessage::Text(hello.into()));
-    fake.lock().sockets.entry(client).or_default().push(sender);
+    {
+        let mut shared = fake.lock();
+        shared.connections += 1;
+        shared.sockets.entry(client).or_default().push(sender);
+    }
     loop {
         tokio::select! {
             outgoing = outbox.recv() => match outgoing {

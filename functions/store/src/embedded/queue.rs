@@ -17,9 +17,13 @@ use crate::queue::{
     ReceivedMessage,
 };
 
-/// How often a long poll looks again on its own: it sees sends from other processes sharing
-/// the file and delayed messages coming due, which no in-process notification announces.
+/// How often a long poll looks again on its own: it sees delayed messages coming due, which no
+/// notification announces.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// How often a long poll checks whether another process sharing the file has written to it
+/// (SQLite's `data_version`, a cheap read): a send from another process is seen within this.
+const PEEK_INTERVAL: Duration = Duration::from_millis(1);
 
 /// How many candidate rows one receive reads at a time.
 const SCAN_BATCH: i64 = 32;
@@ -50,14 +54,23 @@ impl Queue for EmbeddedStore {
         loop {
             // Registered before looking, so a send between the look and the wait still wakes it.
             let arrival = self.arrivals.notified();
+            tokio::pin!(arrival);
+            let version = self.data_version()?;
             let received = self.receive_now(queue, request.max_messages, visibility)?;
             let now = tokio::time::Instant::now();
             if !received.is_empty() || now >= deadline {
                 return Ok(received);
             }
-            tokio::select! {
-                () = arrival => {}
-                () = tokio::time::sleep((deadline - now).min(POLL_INTERVAL)) => {}
+            let look_again = deadline.min(now + POLL_INTERVAL);
+            loop {
+                let peek = look_again.min(tokio::time::Instant::now() + PEEK_INTERVAL);
+                tokio::select! {
+                    () = &mut arrival => break,
+                    () = tokio::time::sleep_until(peek) => {}
+                }
+                if tokio::time::Instant::now() >= look_again || self.data_version()? != version {
+                    break;
+                }
             }
         }
     }
@@ -125,6 +138,11 @@ impl Queue for EmbeddedStore {
 }
 
 impl EmbeddedStore {
+    /// SQLite's count of commits made to the file by other connections.
+    fn data_version(&self) -> StoreResult<i64> {
+        Ok(self.db().query_row("PRAGMA data_version", [], |row| row.get(0))?)
+    }
+
     /// Sends to a FIFO queue unless the deduplication id was seen within the window; returns
     /// the id of the message that holds it.
     fn send_fifo(&self, queue: &QueueDef, message: &OutgoingMessage, now: i64) -> StoreResult<String> {

@@ -8,9 +8,10 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tessera_core::{Capability, PlanTier, Priority, TenantId};
 use tessera_fakes::{Failure, FakeComfy, FakeConfig};
+use tessera_store::ReceiveRequest;
 use tessera_worker::api::ApiClient;
+use tessera_worker::client::ComfyClient;
 use tessera_worker::daemon::{Tally, Worker};
-use tessera_worker::runner::ComfyClient;
 use tessera_worker::workflow::Workflows;
 use tokio::sync::oneshot;
 
@@ -23,6 +24,13 @@ conformance!(
     an_out_of_memory_run_fails_the_job_with_oom,
     a_cancel_while_running_interrupts_comfyui,
     a_run_past_its_time_is_interrupted_and_fails_with_worker_timeout,
+    the_worker_keeps_one_socket_and_a_lost_end_message_does_not_hang_a_job,
+    stopping_finishes_the_running_job_and_gives_back_the_held_one,
+    a_job_that_outlasts_the_grace_period_is_interrupted_and_queued_again,
+    a_job_comfyui_refuses_after_its_claim_is_given_back_and_runs_again,
+    run_job_runs_a_workflow_at_once_and_answers_in_the_spec_shape,
+    run_job_refuses_bad_calls_and_reports_failures_with_their_codes,
+    run_job_answers_503_while_comfyui_is_down,
 );
 
 /// The image/high lane is shared by the worker tests of one process on the emulator (their
@@ -40,16 +48,34 @@ struct Rig {
     worker: tokio::task::JoinHandle<Tally>,
     /// The worker's own endpoints (`/worker/*`).
     endpoints: String,
+    /// The worker's service key.
+    key: String,
 }
 
 async fn rig(backend: Backend, config: FakeConfig) -> Rig {
     let fake = FakeComfy::start(config).await;
     let comfy_url = fake.base_url.clone();
-    rig_with(backend, fake, &comfy_url, None).await
+    rig_with(backend, fake, &comfy_url, LIMITS).await
 }
 
 /// A rig whose worker talks to ComfyUI at `comfy_url` (which `fake` may or may not serve).
-async fn rig_with(backend: Backend, fake: FakeComfy, comfy_url: &str, max_job_time: Option<Duration>) -> Rig {
+/// A worker's limits in a rig.
+#[derive(Clone, Copy)]
+struct Limits {
+    max_job_time: Option<Duration>,
+    drain_grace: Duration,
+}
+
+const LIMITS: Limits = Limits {
+    max_job_time: None,
+    drain_grace: Duration::from_secs(10),
+};
+
+async fn rig_with(backend: Backend, fake: FakeComfy, comfy_url: &str, limits: Limits) -> Rig {
+    let Limits {
+        max_job_time,
+        drain_grace,
+    } = limits;
     let turn = LANE.lock().await;
     let app = TestApp::spawn(backend).await;
     let (_, _, body) = app.signup().await;
@@ -67,21 +93,30 @@ async fn rig_with(backend: Backend, fake: FakeComfy, comfy_url: &str, max_job_ti
         .key;
     let workflows =
         Workflows::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../gpu-worker/workflows")).expect("workflows");
+    let comfy = ComfyClient::new(comfy_url);
     let status = tessera_worker::status::WorkerStatus::default();
     let info = tessera_worker::status::StatusInfo {
         status: status.clone(),
         worker_id: "rig-worker".into(),
         capabilities: vec![Capability::Image],
         workflow_ids: workflows.ids().map(str::to_owned).collect(),
-        comfy: ComfyClient::new(comfy_url),
+        comfy: comfy.clone(),
         started: std::time::Instant::now(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let endpoints = format!("http://{}", listener.local_addr().expect("address"));
-    tokio::spawn(async move { axum::serve(listener, tessera_worker::status::router(info)).await });
+    let run_job = tessera_worker::run_job::RunJobState {
+        comfy: comfy.clone(),
+        blobs: app.backend.blobs.clone(),
+        workflows: workflows.clone(),
+        service_key: key.as_str().into(),
+        max_job_time,
+    };
+    let endpoints_router = tessera_worker::status::router(info).merge(tessera_worker::run_job::router(run_job));
+    tokio::spawn(async move { axum::serve(listener, endpoints_router).await });
     let worker = Worker {
         api: ApiClient::new(&app.base, &key, &format!("worker-{}", rand::random::<u32>())),
-        comfy: ComfyClient::new(comfy_url),
+        comfy: comfy.clone(),
         queue: app.backend.queue.clone(),
         blobs: app.backend.blobs.clone(),
         workflows,
@@ -90,6 +125,7 @@ async fn rig_with(backend: Backend, fake: FakeComfy, comfy_url: &str, max_job_ti
         poll_wait: Duration::from_millis(200),
         status,
         max_job_time,
+        drain_grace,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let worker = tokio::spawn(async move {
@@ -101,6 +137,7 @@ async fn rig_with(backend: Backend, fake: FakeComfy, comfy_url: &str, max_job_ti
     });
     Rig {
         endpoints,
+        key,
         _turn: turn,
         token: body["tokens"]["access_token"].as_str().expect("token").to_owned(),
         app,
@@ -125,8 +162,13 @@ impl Rig {
     }
 
     async fn create(&self) -> String {
+        self.create_seeded(42).await
+    }
+
+    /// Creates a job; a seed of its own keeps ComfyUI from serving it from its cache.
+    async fn create_seeded(&self, seed: u64) -> String {
         let body = json!({"capability": "image", "priority": "high",
-                          "params": {"prompt": "a red square", "resolution": "256x128", "steps": 4, "seed": 42}});
+                          "params": {"prompt": "a red square", "resolution": "256x128", "steps": 4, "seed": seed}});
         let (status, created) = self.call(Method::POST, "/api/v1/jobs", Some(body)).await;
         assert_eq!(status, 201, "{created}");
         created["job_id"].as_str().expect("id").to_owned()
@@ -134,14 +176,29 @@ impl Rig {
 
     /// Polls the job until `done` holds (20 s at most).
     async fn wait_for(&self, job: &str, done: impl Fn(&Value) -> bool) -> Value {
-        for _ in 0..200 {
-            let (_, state) = self.call(Method::GET, &format!("/api/v1/jobs/{job}"), None).await;
-            if done(&state) {
-                return state;
+        // The store is watched, and the API asked only when the job moved (its rate limit holds).
+        let id = tessera_core::JobId::parse(job).expect("job id");
+        let mut seen = None;
+        let mut state = Value::Null;
+        for _ in 0..400 {
+            let now = self
+                .app
+                .v1
+                .jobs
+                .get(&id)
+                .await
+                .expect("get")
+                .map(|job| (job.status, job.progress));
+            if now != seen {
+                seen = now;
+                state = self.call(Method::GET, &format!("/api/v1/jobs/{job}"), None).await.1;
+                if done(&state) {
+                    return state;
+                }
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("job {job} did not get there");
+        panic!("job {job} did not get there: {state}");
     }
 
     async fn stop(self) -> Tally {
@@ -215,6 +272,21 @@ async fn a_job_runs_on_the_worker_and_its_artifact_and_thumbnail_download(backen
     }
     assert_eq!(rig.fake.prompts().len(), 1, "ComfyUI ran it once");
 
+    let metrics = rig.metrics().await;
+    assert_sample(&metrics, "tessera_worker_jobs_total{outcome=\"completed\"} 1");
+    assert_sample(
+        &metrics,
+        "tessera_worker_job_duration_seconds_count{outcome=\"completed\"} 1",
+    );
+    assert_sample(&metrics, "tessera_worker_jobs_in_progress 0");
+    let health: Value = reqwest::get(format!("{}/worker/health", rig.endpoints))
+        .await
+        .expect("health")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(health["loaded_models"], json!(["sdxl-1.0"]), "the model it ran");
+
     let tally = rig.stop().await;
     assert_eq!((tally.completed, tally.dropped), (1, 1), "{tally:?}");
 }
@@ -225,7 +297,7 @@ async fn jobs_wait_while_comfyui_is_down_and_run_when_it_is_back(backend: Backen
         .local_addr()
         .expect("address");
     let elsewhere = FakeComfy::start(FakeConfig::default()).await;
-    let rig = rig_with(backend, elsewhere, &format!("http://{port}"), None).await;
+    let rig = rig_with(backend, elsewhere, &format!("http://{port}"), LIMITS).await;
     let job = rig.create().await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (_, state) = rig.call(Method::GET, &format!("/api/v1/jobs/{job}"), None).await;
@@ -245,6 +317,9 @@ async fn an_out_of_memory_run_fails_the_job_with_oom(backend: Backend) {
     let failed = rig.wait_for(&job, |state| state["status"] == "FAILED").await;
     assert_eq!(failed["error"]["code"], "OOM");
     assert_eq!(failed["retry_available"], true);
+    let metrics = rig.metrics().await;
+    assert_sample(&metrics, "tessera_worker_comfyui_errors_total{kind=\"oom\"} 1");
+    assert_sample(&metrics, "tessera_worker_jobs_total{outcome=\"failed\"} 1");
     assert_eq!(rig.stop().await.failed, 1);
 }
 
@@ -308,11 +383,314 @@ async fn a_run_past_its_time_is_interrupted_and_fails_with_worker_timeout(backen
     let fake = FakeComfy::start(FakeConfig::default()).await;
     fake.fail_next(Failure::Hang);
     let comfy_url = fake.base_url.clone();
-    let rig = rig_with(backend, fake, &comfy_url, Some(Duration::from_secs(1))).await;
+    let rig = rig_with(
+        backend,
+        fake,
+        &comfy_url,
+        Limits {
+            max_job_time: Some(Duration::from_secs(1)),
+            ..LIMITS
+        },
+    )
+    .await;
     let job = rig.create().await;
     let failed = rig.wait_for(&job, |state| state["status"] == "FAILED").await;
     assert_eq!(failed["error"]["code"], "WORKER_TIMEOUT");
     assert_eq!(failed["retry_available"], true);
     assert_eq!(rig.fake.interrupts().len(), 1, "ComfyUI was told to stop the prompt");
     assert_eq!(rig.stop().await.failed, 1);
+}
+
+async fn the_worker_keeps_one_socket_and_a_lost_end_message_does_not_hang_a_job(backend: Backend) {
+    let rig = rig(backend, FakeConfig::default()).await;
+    let first = rig.create().await;
+    rig.wait_for(&first, |state| state["status"] == "COMPLETED").await;
+    rig.fake.fail_next(Failure::LoseEnd);
+    let started = std::time::Instant::now();
+    let lost = rig.create_seeded(43).await;
+    let done = rig.wait_for(&lost, |state| state["status"] == "COMPLETED").await;
+    assert!(
+        started.elapsed() >= tessera_worker::execution::QUIET,
+        "found in /history once the socket was quiet"
+    );
+    assert_eq!(
+        done["artifacts"].as_array().map(Vec::len),
+        Some(1),
+        "outputs read from /history"
+    );
+    let third = rig.create_seeded(44).await;
+    rig.wait_for(&third, |state| state["status"] == "COMPLETED").await;
+    assert_eq!(rig.fake.connections(), 1, "one WebSocket for every job");
+    assert_eq!(rig.stop().await.completed, 3);
+}
+
+async fn stopping_finishes_the_running_job_and_gives_back_the_held_one(backend: Backend) {
+    let mut rig = rig(
+        backend,
+        FakeConfig {
+            job_duration: Duration::from_millis(1500),
+            steps: 4,
+        },
+    )
+    .await;
+    let running = rig.create().await;
+    let held = rig.create().await;
+    rig.wait_for(&running, |state| state["status"] == "RUNNING").await;
+    let lane = tessera_store::definitions::job_queue(Capability::Image, Priority::High);
+    for _ in 0..100 {
+        if rig.app.backend.queue.counts(&lane).await.expect("counts").visible == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let counts = rig.app.backend.queue.counts(&lane).await.expect("counts");
+    assert_eq!(
+        (counts.visible, counts.in_flight),
+        (0, 2),
+        "the next job is received while one runs"
+    );
+    let _ = std::mem::replace(&mut rig.stop, oneshot::channel().0).send(());
+    let tally = tokio::time::timeout(Duration::from_secs(10), &mut rig.worker)
+        .await
+        .expect("the worker stops")
+        .expect("worker");
+    assert_eq!((tally.completed, tally.released), (1, 1), "{tally:?}");
+    let (_, state) = rig.call(Method::GET, &format!("/api/v1/jobs/{running}"), None).await;
+    assert_eq!(state["status"], "COMPLETED", "the running job was finished");
+    let (_, state) = rig.call(Method::GET, &format!("/api/v1/jobs/{held}"), None).await;
+    assert_eq!(state["status"], "QUEUED", "the held job was not started");
+    let counts = rig.app.backend.queue.counts(&lane).await.expect("counts");
+    assert_eq!(
+        (counts.visible, counts.in_flight),
+        (1, 0),
+        "its message is back in the queue"
+    );
+    assert_eq!(rig.fake.prompts().len(), 1);
+    // The held job's message would reach the next test's worker on a shared emulator queue.
+    let leftovers = ReceiveRequest::new(10, Duration::ZERO);
+    for message in rig.app.backend.queue.receive(&lane, leftovers).await.expect("receive") {
+        rig.app
+            .backend
+            .queue
+            .delete(&lane, &message.receipt)
+            .await
+            .expect("delete");
+    }
+}
+
+async fn a_job_that_outlasts_the_grace_period_is_interrupted_and_queued_again(backend: Backend) {
+    let fake = FakeComfy::start(FakeConfig::default()).await;
+    let comfy_url = fake.base_url.clone();
+    let grace = Duration::from_millis(500);
+    let limits = Limits {
+        drain_grace: grace,
+        ..LIMITS
+    };
+    let mut rig = rig_with(backend, fake, &comfy_url, limits).await;
+    rig.fake.fail_next(Failure::Hang);
+    let job = rig.create().await;
+    rig.wait_for(&job, |state| state["status"] == "RUNNING").await;
+    let stopping = std::time::Instant::now();
+    let _ = std::mem::replace(&mut rig.stop, oneshot::channel().0).send(());
+    let tally = tokio::time::timeout(Duration::from_secs(10), &mut rig.worker)
+        .await
+        .expect("the worker stops")
+        .expect("worker");
+    assert!(stopping.elapsed() >= grace, "the job had its grace period");
+    assert_eq!((tally.completed, tally.released), (0, 1), "{tally:?}");
+    assert_eq!(rig.fake.interrupts().len(), 1, "ComfyUI was interrupted");
+    let id = tessera_core::JobId::parse(&job).expect("id");
+    let record = rig.app.v1.jobs.get(&id).await.expect("get").expect("job");
+    assert_eq!(
+        (record.status, record.attempt, record.worker_id),
+        (tessera_core::JobStatus::Queued, 0, None),
+        "queued again, the attempt not counted"
+    );
+    let lane = tessera_store::definitions::job_queue(Capability::Image, Priority::High);
+    let back = rig
+        .app
+        .backend
+        .queue
+        .receive(&lane, ReceiveRequest::new(10, Duration::ZERO))
+        .await
+        .expect("receive");
+    assert_eq!(back.len(), 1, "its message is back in the queue");
+    rig.app
+        .backend
+        .queue
+        .delete(&lane, &back[0].receipt)
+        .await
+        .expect("delete");
+}
+
+async fn a_job_comfyui_refuses_after_its_claim_is_given_back_and_runs_again(backend: Backend) {
+    let rig = rig(backend, FakeConfig::default()).await;
+    rig.fake.fail_next(Failure::RefusePrompt);
+    let job = rig.create().await;
+    rig.wait_for(&job, |state| state["status"] == "COMPLETED").await;
+    let id = tessera_core::JobId::parse(&job).expect("id");
+    let record = rig.app.v1.jobs.get(&id).await.expect("get").expect("job");
+    assert_eq!(record.attempt, 1, "the refused attempt was given back, not counted");
+    assert_eq!(rig.fake.prompts().len(), 1, "run once");
+    let metrics = rig.metrics().await;
+    assert_sample(&metrics, "tessera_worker_comfyui_errors_total{kind=\"unreachable\"} 1");
+    let tally = rig.stop().await;
+    assert_eq!((tally.completed, tally.released), (1, 1), "{tally:?}");
+}
+
+/// Checks that `/metrics` has the sample line `sample`.
+fn assert_sample(metrics: &str, sample: &str) {
+    assert!(metrics.lines().any(|line| line == sample), "{sample} in {metrics}");
+}
+
+impl Rig {
+    /// The worker's `/metrics`, checked to be OpenMetrics text.
+    async fn metrics(&self) -> String {
+        let response = reqwest::get(format!("{}/metrics", self.endpoints))
+            .await
+            .expect("metrics");
+        let content_type = response.headers()["content-type"].to_str().expect("type").to_owned();
+        assert!(
+            content_type.starts_with("application/openmetrics-text"),
+            "{content_type}"
+        );
+        let text = response.text().await.expect("text");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        text
+    }
+
+    async fn run_job(&self, key: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .app
+            .client
+            .post(format!("{}/worker/run_job", self.endpoints))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("run_job");
+        (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+fn canary_run(job_id: &str) -> Value {
+    json!({"job_id": job_id, "engine": "comfyui", "workflow_id": "canary", "model_id": "canary",
+           "params": {"prompt": "check", "width": 96, "height": 64, "seed": 7}, "timeout_seconds": 30})
+}
+
+async fn run_job_runs_a_workflow_at_once_and_answers_in_the_spec_shape(backend: Backend) {
+    let rig = rig(backend, FakeConfig::default()).await;
+    let job_id = format!("diag-{}", rand::random::<u32>());
+    let (status, answer) = rig.run_job(&rig.key, &canary_run(&job_id)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], "completed");
+    assert_eq!(answer["job_id"], job_id.as_str());
+    assert!(
+        answer["execution_time_seconds"]
+            .as_f64()
+            .is_some_and(|seconds| seconds > 0.0)
+    );
+    let artifacts = answer["artifacts"].as_array().expect("artifacts");
+    assert_eq!(artifacts.len(), 1);
+    let artifact = &artifacts[0];
+    let served = rig.fake.file("tessera_00001_.png").expect("the fake's output");
+    assert_eq!(
+        artifact,
+        &json!({"type": "image", "path": format!("/outputs/{job_id}/tessera_00001_.png"),
+                "format": "png", "width": 96, "height": 64, "file_size_bytes": served.len()})
+    );
+    let bucket = tessera_store::definitions::artifacts_bucket();
+    let stored = rig
+        .app
+        .backend
+        .blobs
+        .get(&bucket, &format!("outputs/{job_id}/tessera_00001_.png"))
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(
+        stored.body.as_ref(),
+        served.as_slice(),
+        "the stored bytes are ComfyUI's"
+    );
+    assert_eq!(stored.meta.content_type, "image/png");
+    let thumbnail_key = format!("outputs/{job_id}/thumb_1.jpg");
+    let mut thumbnail = None;
+    for _ in 0..100 {
+        thumbnail = rig.app.backend.blobs.get(&bucket, &thumbnail_key).await.expect("get");
+        if thumbnail.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let thumbnail = thumbnail.expect("the thumbnail follows the answer");
+    let small = image::load_from_memory(&thumbnail.body).expect("a JPEG");
+    assert_eq!((small.width(), small.height()), (96, 64));
+    assert_eq!(
+        rig.fake.prompts()[0]["1"]["inputs"]["width"],
+        96,
+        "the params were bound"
+    );
+    rig.stop().await;
+}
+
+async fn run_job_refuses_bad_calls_and_reports_failures_with_their_codes(backend: Backend) {
+    let rig = rig(backend, FakeConfig::default()).await;
+    let body = canary_run("diag-refused");
+    let (status, answer) = rig.run_job("tessera_svc_not_the_key", &body).await;
+    assert_eq!((status, answer["error"]["code"].clone()), (401, json!("UNAUTHORIZED")));
+    for (field, bad) in [
+        ("job_id", json!({"job_id": "../etc"})),
+        ("params.steps", json!({"params": {"prompt": "x", "steps": 151}})),
+        ("params.width", json!({"params": {"prompt": "x", "width": 100}})),
+        ("engine", json!({"engine": "a1111"})),
+        ("body", json!({"surprise": true})),
+    ] {
+        let mut request = body.clone();
+        for (name, value) in bad.as_object().expect("object") {
+            request[name] = value.clone();
+        }
+        let (status, answer) = rig.run_job(&rig.key, &request).await;
+        assert_eq!(
+            (status, answer["error"]["code"].clone()),
+            (400, json!("INVALID_PARAMS")),
+            "{field}: {answer}"
+        );
+        let details: Value = serde_json::from_str(answer["error"]["details"].as_str().expect("details")).expect("json");
+        assert_eq!(details["field"], field, "{answer}");
+    }
+    let mut unknown = body.clone();
+    unknown["workflow_id"] = json!("txt2img_nothing");
+    let (status, answer) = rig.run_job(&rig.key, &unknown).await;
+    assert_eq!(
+        (status, answer["error"]["code"].clone()),
+        (404, json!("MODEL_NOT_FOUND"))
+    );
+    rig.fake.fail_next(Failure::Runtime { oom: true });
+    let (status, answer) = rig.run_job(&rig.key, &body).await;
+    assert_eq!(
+        (status, answer["error"]["code"].clone()),
+        (500, json!("OOM")),
+        "{answer}"
+    );
+    assert_eq!(answer["status"], "failed");
+    assert!(rig.fake.prompts().len() == 1, "only the OOM run reached ComfyUI");
+    rig.stop().await;
+}
+
+async fn run_job_answers_503_while_comfyui_is_down(backend: Backend) {
+    let body = canary_run("diag-down");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("address");
+    let elsewhere = FakeComfy::start(FakeConfig::default()).await;
+    let rig = rig_with(backend, elsewhere, &format!("http://{port}"), LIMITS).await;
+    let (status, answer) = rig.run_job(&rig.key, &body).await;
+    assert_eq!(
+        (status, answer["error"]["code"].clone()),
+        (503, json!("COMFYUI_UNAVAILABLE")),
+        "{answer}"
+    );
+    rig.stop().await;
 }
