@@ -48,6 +48,8 @@ pub struct Config {
     pub comfyui_url: String,
     /// `TESSERA_WORKFLOWS_DIR`: the in-process worker's workflows (default `gpu-worker/workflows`).
     pub workflows_dir: PathBuf,
+    /// `TESSERA_CANARY_SECONDS`: how often the sweep runs a canary job, 60–86400 (default: off).
+    pub canary_every: Option<std::time::Duration>,
     /// `TESSERA_CATALOG`: a catalog file (plans, models, prices, content policy) to use
     /// instead of the shipped `functions/core/seed/catalog.json`.
     pub catalog: Option<PathBuf>,
@@ -135,6 +137,16 @@ impl Config {
             },
             workflows_dir: read("TESSERA_WORKFLOWS_DIR")
                 .map_or_else(|| PathBuf::from("gpu-worker/workflows"), PathBuf::from),
+            canary_every: match read("TESSERA_CANARY_SECONDS") {
+                None => None,
+                Some(raw) => Some(
+                    raw.parse::<u64>()
+                        .ok()
+                        .filter(|seconds| (60..=86_400).contains(seconds))
+                        .map(std::time::Duration::from_secs)
+                        .ok_or_else(|| invalid("TESSERA_CANARY_SECONDS", &raw, "expected 60 to 86400"))?,
+                ),
+            },
             auth_variables,
         };
         config.auth(Some(format!("check:{}", "x".repeat(32))))?;
@@ -217,6 +229,7 @@ mod tests {
             ("TESSERA_TRUST_FORWARDED_FOR", "yes"),
             ("TESSERA_WEBHOOK_ALLOW_HTTP", "yes"),
             ("TESSERA_WORKER", "maybe"),
+            ("TESSERA_CANARY_SECONDS", "5"),
             ("COMFYUI_URL", "localhost:8188"),
         ] {
             let error = config(&[(variable, value)]).expect_err(variable).to_string();

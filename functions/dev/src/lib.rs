@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use tessera_api::auth::AuthService;
+use tessera_api::health::{ExtraCheck, PipelineCheck};
 use tessera_api::problem::Problem;
 use tessera_api::v1::V1State;
 use tessera_core::{Clock, RandomIds, SystemClock};
@@ -69,9 +70,12 @@ pub async fn open_backend(config: &Config, public_url: &str) -> anyhow::Result<B
     }
 }
 
-/// Every route of the local server, each request logged at `info` with its status and latency.
-pub fn app(backend: &Backend, auth: AuthService, v1: V1State) -> Router {
-    let mut app = tessera_api::health::router(backend.ports.clone())
+/// Every route of the local server, each request logged at `info` with its status and latency;
+/// `/health` also reports the pipeline's canary and what `extras` say.
+pub fn app(backend: &Backend, auth: AuthService, v1: V1State, extras: Vec<Box<dyn ExtraCheck>>) -> Router {
+    let mut checks: Vec<Box<dyn ExtraCheck>> = vec![Box::new(PipelineCheck(v1.clone()))];
+    checks.extend(extras);
+    let mut app = tessera_api::health::router_with(backend.ports.clone(), checks)
         .merge(tessera_api::auth::router(auth))
         .merge(tessera_api::internal::router(v1.clone()))
         .merge(tessera_api::v1::router(v1));
@@ -88,7 +92,7 @@ pub fn app(backend: &Backend, auth: AuthService, v1: V1State) -> Router {
 /// Serves [`app`] on a free loopback port in the background (tests and benchmarks); answers its
 /// base URL.
 pub async fn spawn_app(backend: &Backend, auth: AuthService, v1: V1State) -> anyhow::Result<String> {
-    let app = app(backend, auth, v1).into_make_service_with_connect_info::<SocketAddr>();
+    let app = app(backend, auth, v1, Vec::new()).into_make_service_with_connect_info::<SocketAddr>();
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .context("binding a loopback port")?;
@@ -117,20 +121,25 @@ pub async fn serve(
         );
     }
     tracing::info!(backend = backend.ports.backend, data_dir = %config.data_dir.display(), "listening on http://{local}");
-    let v1 = V1State::new(
+    let mut v1 = V1State::new(
         &backend.ports,
         auth.clone(),
         Arc::new(SystemClock),
         Arc::new(RandomIds),
         config.webhooks,
     );
+    v1.canary_every = config.canary_every;
     tokio::spawn(sweep_every(v1.clone(), SWEEP_INTERVAL));
     let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = match config.worker {
         true => worker::spawn(config, &backend, &auth, format!("http://{local}"), worker_stopped).await,
         false => None,
     };
-    let app = app(&backend, auth, v1).into_make_service_with_connect_info::<SocketAddr>();
+    let extras: Vec<Box<dyn ExtraCheck>> = match worker {
+        Some(_) => vec![Box::new(worker::ComfyCheck::new(&config.comfyui_url))],
+        None => Vec::new(),
+    };
+    let app = app(&backend, auth, v1, extras).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use tessera_api::auth::{Accepts, AuthService};
+use tessera_api::health::ExtraCheck;
 use tessera_core::{Capability, Priority};
 use tessera_worker::api::ApiClient;
 use tessera_worker::client::ComfyClient;
@@ -91,4 +92,38 @@ async fn service_key(dir: &Path, auth: &AuthService) -> anyhow::Result<String> {
         .with_context(|| format!("writing {}", path.display()))?;
     file.write_all(created.key.as_bytes())?;
     Ok(created.key)
+}
+
+/// `/health`'s word on the in-process worker's ComfyUI.
+pub struct ComfyCheck {
+    comfy: ComfyClient,
+}
+
+impl ComfyCheck {
+    /// A check of the ComfyUI at `url`.
+    pub fn new(url: &str) -> Self {
+        Self {
+            comfy: ComfyClient::new(url),
+        }
+    }
+}
+
+impl ExtraCheck for ComfyCheck {
+    fn name(&self) -> &'static str {
+        "comfyui"
+    }
+
+    fn check(&self) -> futures::future::BoxFuture<'_, serde_json::Value> {
+        Box::pin(async move {
+            if self.comfy.is_up().await {
+                "ok".into()
+            } else {
+                format!(
+                    "not answering at {}: image jobs wait QUEUED until it does (set COMFYUI_URL)",
+                    self.comfy.base_url()
+                )
+                .into()
+            }
+        })
+    }
 }

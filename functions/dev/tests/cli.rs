@@ -72,7 +72,20 @@ fn start_server(dir: &std::path::Path, extra: &[(&str, &str)]) -> Started {
 #[tokio::test]
 async fn cargo_run_serves_health_and_stops_gracefully_on_ctrl_c() {
     let dir = tempfile::tempdir().expect("dir");
-    let (mut child, lines, base, _) = start_server(dir.path(), &[]);
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("address");
+    let comfyui = format!("http://{nobody}");
+    let workflows = concat!(env!("CARGO_MANIFEST_DIR"), "/../../gpu-worker/workflows");
+    let (mut child, lines, base, _) = start_server(
+        dir.path(),
+        &[
+            ("COMFYUI_URL", &comfyui),
+            ("TESSERA_WORKFLOWS_DIR", workflows),
+            ("TESSERA_CANARY_SECONDS", "60"),
+        ],
+    );
 
     let body: serde_json::Value = reqwest::get(format!("{base}/health"))
         .await
@@ -80,7 +93,16 @@ async fn cargo_run_serves_health_and_stops_gracefully_on_ctrl_c() {
         .json()
         .await
         .expect("json");
-    assert_eq!(body["status"], "ok");
+    assert_eq!(body["status"], "ok", "{body}");
+    let comfyui_says = body["comfyui"].as_str().expect("the in-process worker's ComfyUI");
+    assert!(
+        comfyui_says.starts_with(&format!("not answering at {comfyui}")),
+        "said plainly: {comfyui_says}"
+    );
+    assert!(
+        ["unknown", "pending"].contains(&body["pipeline"]["status"].as_str().unwrap_or_default()),
+        "no canary has run yet: {body}"
+    );
     wait_for_line(&lines, "/health");
 
     let interrupted = Command::new("kill")

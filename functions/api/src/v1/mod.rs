@@ -1,6 +1,7 @@
 //! The generation API (`/api/v1`): the `jobs`, `users` and `models` families, their shared
 //! state, and the per-plan request limit every one of them counts against.
 
+pub mod canary;
 pub mod error;
 pub mod jobs;
 pub mod models;
@@ -45,6 +46,8 @@ pub struct V1State {
     pub catalog: &'static Catalog,
     /// What webhook URLs may be.
     pub webhooks: WebhookRules,
+    /// How often the sweep runs a canary job (`None`: never).
+    pub canary_every: Option<std::time::Duration>,
 }
 
 impl V1State {
@@ -66,6 +69,7 @@ impl V1State {
             ids,
             catalog: Catalog::active(),
             webhooks,
+            canary_every: None,
         }
     }
 

@@ -3,7 +3,8 @@
 //! jobs in every lane and sends their messages. It runs on a timer in the dev server and as a
 //! scheduled Lambda on AWS. A message sent twice is harmless: claiming a job is conditional.
 //! It also fails, with `WORKER_TIMEOUT` and `retry_available`, running jobs whose worker stopped
-//! renewing its lease long ago (and refunds them).
+//! renewing its lease long ago (and refunds them), and, when the canary is on, runs a canary job
+//! on its schedule (see [`super::canary`]).
 
 use tessera_core::{Capability, JobMessage, Priority, TenantId};
 use tessera_store::StoreResult;
@@ -30,6 +31,8 @@ pub struct SweepReport {
     pub failed: usize,
     /// Running jobs failed with `WORKER_TIMEOUT` because their worker vanished.
     pub timed_out: usize,
+    /// The pipeline's health from the canary (when it is on).
+    pub pipeline: Option<&'static str>,
 }
 
 /// Sends the message of every `QUEUED` job older than [`GRACE_SECONDS`] whose message was never
@@ -49,7 +52,21 @@ pub async fn sweep(state: &V1State) -> StoreResult<SweepReport> {
         }
     }
     report.timed_out = time_out_lapsed(state, None).await?;
-    if report != SweepReport::default() {
+    if let Some(every) = state.canary_every {
+        match super::canary::run(state, every).await {
+            Ok(health) => {
+                if health.status == "unhealthy" {
+                    tracing::warn!(
+                        reason = health.reason.as_deref().unwrap_or_default(),
+                        "the pipeline is unhealthy"
+                    );
+                }
+                report.pipeline = Some(health.status);
+            }
+            Err(error) => tracing::warn!(?error, "the canary could not run"),
+        }
+    }
+    if report.resent + report.failed + report.timed_out > 0 {
         tracing::info!(
             resent = report.resent,
             failed = report.failed,

@@ -47,7 +47,8 @@ async fn health_reports_ok_with_the_embedded_backends_state() {
     let body: Value = response.json().await.expect("json");
     assert_eq!(
         body,
-        json!({"status": "ok", "backend": "embedded", "checks": {"items": "ok", "queue": "ok", "blobs": "ok"}})
+        json!({"status": "ok", "backend": "embedded", "checks": {"items": "ok", "queue": "ok", "blobs": "ok"},
+               "pipeline": "off (set TESSERA_CANARY_SECONDS)"})
     );
     assert!(
         dir.path().join("store.sqlite3").exists(),

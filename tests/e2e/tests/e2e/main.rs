@@ -5,6 +5,7 @@
 
 mod auth;
 mod blobs;
+mod canary;
 mod dev_server;
 mod internal_api;
 mod items;
