@@ -34,6 +34,8 @@ pub struct WorkerConfig {
     /// `TESSERA_WORKER_DRAIN_SECONDS`: on SIGTERM, how long the job in hand may go on before it is
     /// interrupted and given back to the queue, 0–3600 (default 30).
     pub drain_grace: Duration,
+    /// `TESSERA_WORKER_CONCURRENCY`: jobs run on ComfyUI at once, 1–8 (default 1).
+    pub concurrency: usize,
 }
 
 /// A variable with a value that cannot be used.
@@ -127,6 +129,14 @@ impl WorkerConfig {
                 .filter(|seconds| *seconds <= 3600)
                 .ok_or_else(|| bad("TESSERA_WORKER_DRAIN_SECONDS", "expected 0 to 3600"))?,
         };
+        let concurrency = match read("TESSERA_WORKER_CONCURRENCY") {
+            None => 1,
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|jobs| (1..=crate::daemon::MAX_CONCURRENCY).contains(jobs))
+                .ok_or_else(|| bad("TESSERA_WORKER_CONCURRENCY", "expected 1 to 8"))?,
+        };
         Ok(Self {
             api_url,
             service_key,
@@ -140,6 +150,7 @@ impl WorkerConfig {
             status_addr,
             max_job_time,
             drain_grace: Duration::from_secs(drain),
+            concurrency,
         })
     }
 }
@@ -182,6 +193,7 @@ mod tests {
             ("TESSERA_WORKER_ADDR", "nowhere"),
             ("TESSERA_WORKER_MAX_JOB_SECONDS", "0"),
             ("TESSERA_WORKER_DRAIN_SECONDS", "-1"),
+            ("TESSERA_WORKER_CONCURRENCY", "9"),
         ] {
             let mut vars = REQUIRED.to_vec();
             vars.retain(|(name, _)| *name != variable);

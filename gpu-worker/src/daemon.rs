@@ -29,9 +29,8 @@ const VISIBILITY: Duration = Duration::from_secs(60);
 const RACE_VISIBILITY: Duration = Duration::from_secs(5);
 /// How often the hiding is renewed.
 const RENEW_EVERY: Duration = Duration::from_secs(20);
-/// How many messages the worker holds at once: the job on ComfyUI (or storing its outputs) and
-/// the next one.
-const IN_HAND: usize = 2;
+/// The most jobs one worker runs on its ComfyUI at once.
+pub const MAX_CONCURRENCY: usize = 8;
 /// How often the worker sends a heartbeat.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(30);
 
@@ -60,6 +59,9 @@ pub struct Worker {
     /// How long a stopping worker lets the job in hand finish before it interrupts it and gives
     /// it back to the queue.
     pub drain_grace: Duration,
+    /// How many jobs it runs on ComfyUI at once (1 to [`MAX_CONCURRENCY`]): ComfyUI queues the
+    /// prompts, so more than 1 keeps the next prompt waiting inside ComfyUI.
+    pub concurrency: usize,
 }
 
 /// What the worker has done, for heartbeats and tests.
@@ -135,7 +137,9 @@ impl Worker {
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Tally {
         let mut tally = Tally::default();
         let started = Instant::now();
-        let comfy_slot = Semaphore::new(1);
+        // The jobs on ComfyUI at once, and one more received and waiting for its turn.
+        let concurrency = self.concurrency.clamp(1, MAX_CONCURRENCY);
+        let comfy_slot = Semaphore::new(concurrency);
         let give_back = AtomicBool::new(false);
         let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
         let mut in_hand: FuturesUnordered<Pending<'_, JobEnd>> = FuturesUnordered::new();
@@ -147,7 +151,7 @@ impl Worker {
             if stopping && in_hand.is_empty() {
                 return tally;
             }
-            if !stopping && receiving.is_none() && in_hand.len() < IN_HAND {
+            if !stopping && receiving.is_none() && in_hand.len() < concurrency + 1 {
                 receiving = Some(Box::pin(self.next_message()));
             }
             tokio::select! {

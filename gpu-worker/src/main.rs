@@ -67,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
         status,
         max_job_time: config.max_job_time,
         drain_grace: config.drain_grace,
+        concurrency: config.concurrency,
     };
     tracing::info!(worker = %config.worker_id, "worker started");
     let tally = worker.run(shutdown()).await;

@@ -142,6 +142,7 @@ async fn a_job_whose_worker_process_is_killed_completes_once_on_another_worker()
         status: Default::default(),
         max_job_time: None,
         drain_grace: Duration::from_secs(5),
+        concurrency: 1,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let rescuing = tokio::spawn(async move {

@@ -62,6 +62,7 @@ pub async fn spawn(
         status: Default::default(),
         max_job_time: None,
         drain_grace: DRAIN,
+        concurrency: 1,
     };
     tracing::info!(comfyui = %config.comfyui_url, "in-process worker started");
     Some(tokio::spawn(async move {

@@ -28,6 +28,7 @@ conformance!(
     stopping_finishes_the_running_job_and_gives_back_the_held_one,
     a_job_that_outlasts_the_grace_period_is_interrupted_and_queued_again,
     a_job_comfyui_refuses_after_its_claim_is_given_back_and_runs_again,
+    with_a_concurrency_of_two_the_next_prompt_waits_inside_comfyui,
     run_job_runs_a_workflow_at_once_and_answers_in_the_spec_shape,
     run_job_refuses_bad_calls_and_reports_failures_with_their_codes,
     run_job_answers_503_while_comfyui_is_down,
@@ -64,17 +65,20 @@ async fn rig(backend: Backend, config: FakeConfig) -> Rig {
 struct Limits {
     max_job_time: Option<Duration>,
     drain_grace: Duration,
+    concurrency: usize,
 }
 
 const LIMITS: Limits = Limits {
     max_job_time: None,
     drain_grace: Duration::from_secs(10),
+    concurrency: 1,
 };
 
 async fn rig_with(backend: Backend, fake: FakeComfy, comfy_url: &str, limits: Limits) -> Rig {
     let Limits {
         max_job_time,
         drain_grace,
+        concurrency,
     } = limits;
     let turn = LANE.lock().await;
     let app = TestApp::spawn(backend).await;
@@ -126,6 +130,7 @@ async fn rig_with(backend: Backend, fake: FakeComfy, comfy_url: &str, limits: Li
         status,
         max_job_time,
         drain_grace,
+        concurrency,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let worker = tokio::spawn(async move {
@@ -536,6 +541,32 @@ async fn a_job_comfyui_refuses_after_its_claim_is_given_back_and_runs_again(back
     assert_sample(&metrics, "tessera_worker_comfyui_errors_total{kind=\"unreachable\"} 1");
     let tally = rig.stop().await;
     assert_eq!((tally.completed, tally.released), (1, 1), "{tally:?}");
+}
+
+async fn with_a_concurrency_of_two_the_next_prompt_waits_inside_comfyui(backend: Backend) {
+    let fake = FakeComfy::start(FakeConfig {
+        job_duration: Duration::from_millis(600),
+        steps: 2,
+    })
+    .await;
+    let comfy_url = fake.base_url.clone();
+    let limits = Limits {
+        concurrency: 2,
+        ..LIMITS
+    };
+    let rig = rig_with(backend, fake, &comfy_url, limits).await;
+    let jobs = [rig.create_seeded(1).await, rig.create_seeded(2).await];
+    for job in &jobs {
+        rig.wait_for(job, |state| state["status"] == "COMPLETED").await;
+    }
+    let timeline = rig.fake.timeline();
+    assert_eq!(timeline.len(), 2);
+    let first_ended = timeline[0].1.expect("the first run ended");
+    assert!(
+        timeline[1].0 < first_ended,
+        "the second prompt was submitted while the first ran"
+    );
+    assert_eq!(rig.stop().await.completed, 2);
 }
 
 /// Checks that `/metrics` has the sample line `sample`.
