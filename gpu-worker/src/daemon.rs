@@ -114,15 +114,28 @@ async fn maybe<F: Future + Unpin>(future: &mut Option<F>) -> F::Output {
 }
 
 impl Worker {
-    /// The lanes, most urgent first.
+    /// The lanes, most urgent first; within a priority, the lanes of the models it ran last
+    /// (which ComfyUI keeps loaded) before the others (model affinity). Only the catalog models
+    /// of its capabilities that it has a workflow for.
     fn lanes(&self) -> Vec<QueueDef> {
+        let loaded = self.status.loaded_models();
+        let catalog = tessera_core::Catalog::active();
+        let mut models: Vec<&tessera_core::catalog::ModelSpec> = catalog
+            .models
+            .iter()
+            .filter(|model| self.capabilities.contains(&model.capability))
+            .filter(|model| self.workflows.get(&model.workflow_id()).is_ok())
+            .collect();
+        models.sort_by_key(|model| {
+            let versioned = model.versioned_id();
+            loaded.iter().position(|name| *name == versioned).unwrap_or(usize::MAX)
+        });
         self.priorities
             .iter()
-            .copied()
             .flat_map(|priority| {
-                self.capabilities
+                models
                     .iter()
-                    .map(move |capability| job_queue(*capability, priority))
+                    .map(move |model| job_queue(model.capability, &model.id, *priority))
             })
             .collect()
     }
@@ -342,5 +355,76 @@ impl Worker {
         if let Err(error) = self.api.heartbeat(body).await {
             tracing::warn!(%error, "heartbeat failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use tessera_core::{Catalog, SystemClock};
+    use tessera_store::embedded::{EmbeddedConfig, EmbeddedStore};
+
+    use super::*;
+
+    fn worker(dir: &Path) -> Worker {
+        let store = Arc::new(
+            EmbeddedStore::open(EmbeddedConfig {
+                dir: dir.to_owned(),
+                public_url: "http://127.0.0.1".into(),
+                clock: Arc::new(SystemClock),
+            })
+            .expect("store"),
+        );
+        Worker {
+            api: ApiClient::new("http://127.0.0.1:9", "tessera_svc_x_y", "lanes"),
+            comfy: ComfyClient::new("http://127.0.0.1:9"),
+            queue: store.clone(),
+            blobs: store,
+            workflows: Workflows::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows")).expect("workflows"),
+            capabilities: vec![Capability::Image],
+            priorities: vec![Priority::High, Priority::Normal],
+            poll_wait: Duration::from_secs(1),
+            status: crate::status::WorkerStatus::default(),
+            max_job_time: None,
+            drain_grace: Duration::from_secs(1),
+            concurrency: 1,
+        }
+    }
+
+    fn names(lanes: &[QueueDef]) -> Vec<&str> {
+        lanes.iter().map(|lane| lane.name.as_str()).collect()
+    }
+
+    #[test]
+    fn lanes_go_by_priority_then_the_loaded_models_first() {
+        let dir = tempfile::tempdir().expect("dir");
+        let worker = worker(dir.path());
+        assert_eq!(
+            names(&worker.lanes()),
+            [
+                "jobs-image-sdxl-high",
+                "jobs-image-canary-high",
+                "jobs-image-flux-schnell-high",
+                "jobs-image-sdxl-normal",
+                "jobs-image-canary-normal",
+                "jobs-image-flux-schnell-normal",
+            ],
+            "the catalog's image models it has workflows for"
+        );
+        let flux = Catalog::active().model("flux-schnell").expect("flux").versioned_id();
+        worker.status.ran_model(&flux);
+        assert_eq!(
+            names(&worker.lanes()),
+            [
+                "jobs-image-flux-schnell-high",
+                "jobs-image-sdxl-high",
+                "jobs-image-canary-high",
+                "jobs-image-flux-schnell-normal",
+                "jobs-image-sdxl-normal",
+                "jobs-image-canary-normal",
+            ],
+            "a loaded model's lanes come first within each priority"
+        );
     }
 }

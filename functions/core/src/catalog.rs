@@ -249,6 +249,17 @@ impl Catalog {
             }
         }
         for model in &catalog.models {
+            let id_ok = (1..=24).contains(&model.id.len())
+                && model
+                    .id
+                    .bytes()
+                    .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
+            if !id_ok {
+                return Err(DomainError::InvalidInput(format!(
+                    "catalog seed: model id '{}' must be 1 to 24 lowercase letters, digits or '-' (it names queues)",
+                    model.id
+                )));
+            }
             if !catalog.base_price_tokens.contains_key(&model.capability) {
                 return Err(DomainError::InvalidInput(format!(
                     "catalog seed: no base price for {}",

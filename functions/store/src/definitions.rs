@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use tessera_core::{Capability, Priority};
+use tessera_core::{Capability, Catalog, Priority};
 
 use crate::blob::BucketDef;
 use crate::error::{StoreError, StoreResult};
@@ -30,12 +30,13 @@ pub struct Definitions {
 impl Definitions {
     /// Tessera's resources.
     pub fn tessera() -> Self {
-        let mut queues: Vec<QueueDef> = Capability::ALL
-            .into_iter()
-            .flat_map(|capability| {
+        let mut queues: Vec<QueueDef> = Catalog::active()
+            .models
+            .iter()
+            .flat_map(|model| {
                 Priority::ALL
                     .into_iter()
-                    .map(move |priority| job_queue(capability, priority))
+                    .map(move |priority| job_queue(model.capability, &model.id, priority))
             })
             .collect();
         queues.push(webhook_queue());
@@ -97,9 +98,10 @@ pub fn platform_table() -> TableDef {
     table("platform")
 }
 
-/// The lane of jobs of one capability and priority, with its dead-letter queue.
-pub fn job_queue(capability: Capability, priority: Priority) -> QueueDef {
-    let name = format!("jobs-{capability}-{priority}");
+/// The lane of one model's jobs at one priority, with its dead-letter queue. Lanes are per model
+/// so that a worker can poll the models it has loaded before the others (model affinity).
+pub fn job_queue(capability: Capability, model: &str, priority: Priority) -> QueueDef {
+    let name = format!("jobs-{capability}-{model}-{priority}");
     QueueDef {
         visibility_timeout: Duration::from_secs(60),
         ..QueueDef::standard(&name)
@@ -190,9 +192,17 @@ mod tests {
     fn tessera_definitions_are_valid_and_complete() {
         let definitions = Definitions::tessera();
         definitions.validate().expect("valid");
-        assert_eq!(definitions.queues.len(), 4 * 3 + 1 + 2);
+        let models = Catalog::active().models.len();
+        assert_eq!(
+            definitions.queues.len(),
+            models * 3 + 1 + 2,
+            "a lane per model and priority"
+        );
         assert!(definitions.queues.iter().all(|q| q.dead_letter.is_some()));
-        assert_eq!(job_queue(Capability::Image, Priority::Normal).name, "jobs-image-normal");
+        assert_eq!(
+            job_queue(Capability::Image, "sdxl", Priority::Normal).name,
+            "jobs-image-sdxl-normal"
+        );
         assert_eq!(artifacts_bucket().expire_after_days, Some(7));
         assert!(definitions.tables.iter().all(|t| t.indexes.len() == 2));
     }

@@ -111,7 +111,7 @@ pub async fn send(state: &V1State, job: &JobRecord) -> bool {
         priority: job.priority,
     };
     let body = serde_json::to_string(&message).unwrap_or_default();
-    let lane = job_queue(job.capability, job.priority);
+    let lane = job_queue(job.capability, &job.model, job.priority);
     if let Err(error) = state.queue.send(&lane, OutgoingMessage::new(body)).await {
         tracing::error!(job = %job.job_id, %error, "queue send failed: left for the sweep");
         return false;

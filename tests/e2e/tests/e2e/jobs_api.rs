@@ -640,7 +640,7 @@ async fn the_sweep_sends_the_message_of_a_job_whose_send_failed(backend: Backend
         "the job is accepted even though its send failed: {created}"
     );
     let job_id = created["job_id"].as_str().expect("id").to_owned();
-    let lane = job_queue(Capability::Audio, Priority::High);
+    let lane = job_queue(Capability::Audio, "stable-audio", Priority::High);
     let ours = |messages: Vec<ReceivedMessage>| {
         messages
             .into_iter()

@@ -261,7 +261,7 @@ async fn a_job_runs_on_the_worker_and_its_artifact_and_thumbnail_download(backen
 
     // A duplicate delivery of the finished job is dropped, not run.
     let message = json!({"job_id": job, "capability": "image", "priority": "high"}).to_string();
-    let lane = tessera_store::definitions::job_queue(Capability::Image, Priority::High);
+    let lane = tessera_store::definitions::job_queue(Capability::Image, "sdxl", Priority::High);
     rig.app
         .backend
         .queue
@@ -441,7 +441,7 @@ async fn stopping_finishes_the_running_job_and_gives_back_the_held_one(backend: 
     let running = rig.create().await;
     let held = rig.create().await;
     rig.wait_for(&running, |state| state["status"] == "RUNNING").await;
-    let lane = tessera_store::definitions::job_queue(Capability::Image, Priority::High);
+    let lane = tessera_store::definitions::job_queue(Capability::Image, "sdxl", Priority::High);
     for _ in 0..100 {
         if rig.app.backend.queue.counts(&lane).await.expect("counts").visible == 0 {
             break;
@@ -511,7 +511,7 @@ async fn a_job_that_outlasts_the_grace_period_is_interrupted_and_queued_again(ba
         (tessera_core::JobStatus::Queued, 0, None),
         "queued again, the attempt not counted"
     );
-    let lane = tessera_store::definitions::job_queue(Capability::Image, Priority::High);
+    let lane = tessera_store::definitions::job_queue(Capability::Image, "sdxl", Priority::High);
     let back = rig
         .app
         .backend
