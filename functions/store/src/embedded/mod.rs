@@ -42,6 +42,9 @@ pub struct EmbeddedStore {
     signer: signing::Signer,
     /// Woken whenever a message may have become receivable, to end long polls early.
     arrivals: Notify,
+    /// What the long polls know of other processes' writes: the last `data_version` seen, and
+    /// when it was last read (so that many waiting polls read it once a millisecond in all).
+    peek: Mutex<queue::Peek>,
 }
 
 impl EmbeddedStore {
@@ -59,6 +62,7 @@ impl EmbeddedStore {
             clock: config.clock,
             signer,
             arrivals: Notify::new(),
+            peek: Mutex::default(),
         })
     }
 

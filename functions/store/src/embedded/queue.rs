@@ -56,6 +56,7 @@ impl Queue for EmbeddedStore {
             let arrival = self.arrivals.notified();
             tokio::pin!(arrival);
             let version = self.data_version()?;
+            self.peeked(version);
             let received = self.receive_now(queue, request.max_messages, visibility)?;
             let now = tokio::time::Instant::now();
             if !received.is_empty() || now >= deadline {
@@ -68,7 +69,7 @@ impl Queue for EmbeddedStore {
                     () = &mut arrival => break,
                     () = tokio::time::sleep_until(peek) => {}
                 }
-                if tokio::time::Instant::now() >= look_again || self.data_version()? != version {
+                if tokio::time::Instant::now() >= look_again || self.other_process_wrote(version)? {
                     break;
                 }
             }
@@ -137,10 +138,43 @@ impl Queue for EmbeddedStore {
     }
 }
 
+/// The long polls' shared view of other processes' writes.
+#[derive(Debug, Default)]
+pub(super) struct Peek {
+    version: i64,
+    at: Option<tokio::time::Instant>,
+}
+
 impl EmbeddedStore {
     /// SQLite's count of commits made to the file by other connections.
     fn data_version(&self) -> StoreResult<i64> {
         Ok(self.db().query_row("PRAGMA data_version", [], |row| row.get(0))?)
+    }
+
+    fn peek(&self) -> std::sync::MutexGuard<'_, Peek> {
+        self.peek.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records the `data_version` just read.
+    fn peeked(&self, version: i64) {
+        let mut peek = self.peek();
+        peek.version = peek.version.max(version);
+        peek.at = Some(tokio::time::Instant::now());
+    }
+
+    /// Whether another process has written since `version`: reads `data_version` unless some
+    /// poll read it within the last [`PEEK_INTERVAL`]; a change wakes every waiting poll.
+    fn other_process_wrote(&self, version: i64) -> StoreResult<bool> {
+        let fresh = self.peek().at.is_some_and(|at| at.elapsed() < PEEK_INTERVAL);
+        if !fresh {
+            let now = self.data_version()?;
+            let changed = now != self.peek().version;
+            self.peeked(now);
+            if changed {
+                self.arrivals.notify_waiters();
+            }
+        }
+        Ok(self.peek().version != version)
     }
 
     /// Sends to a FIFO queue unless the deduplication id was seen within the window; returns
