@@ -27,6 +27,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let config = WorkerConfig::from_lookup(|name| std::env::var(name).ok())?;
+    install_catalog()?;
     let ports = ports().await?;
     let workflows = Workflows::load(&config.workflows_dir)
         .with_context(|| format!("loading the workflows of {}", config.workflows_dir.display()))?;
@@ -72,6 +73,18 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(worker = %config.worker_id, "worker started");
     let tally = worker.run(shutdown()).await;
     tracing::info!(?tally, "worker stopped");
+    Ok(())
+}
+
+/// The catalog file named by `TESSERA_CATALOG`, if set: the same one the API runs with, so that
+/// the worker polls the lanes of its models.
+fn install_catalog() -> anyhow::Result<()> {
+    let Ok(path) = std::env::var("TESSERA_CATALOG") else {
+        return Ok(());
+    };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("TESSERA_CATALOG={path}: cannot read it"))?;
+    let catalog = tessera_core::Catalog::parse(&text).with_context(|| format!("TESSERA_CATALOG={path} is invalid"))?;
+    tessera_core::Catalog::install(catalog);
     Ok(())
 }
 

@@ -1,6 +1,7 @@
-//! A worker process killed mid-job: the real `tessera-worker` binary takes a job and is killed
-//! (SIGKILL) while ComfyUI runs it; once its lease and the message's visibility run out, a second
-//! worker re-claims the job, which completes exactly once and is charged once.
+//! The real `tessera-worker` process. Killed mid-job: it takes a job and is killed (SIGKILL) while
+//! ComfyUI runs it; once its lease and the message's visibility run out, a second worker
+//! re-claims the job, which completes exactly once and is charged once. Misconfigured: it stops
+//! at once with a message naming the variable.
 
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -167,4 +168,26 @@ async fn a_job_whose_worker_process_is_killed_completes_once_on_another_worker()
         (cost, 1),
         "charged once, completed once"
     );
+}
+
+#[test]
+fn a_bad_setting_stops_the_worker_with_a_message_naming_the_variable() {
+    let dir = tempfile::tempdir().expect("dir");
+    let catalog = dir.path().join("catalog.json");
+    std::fs::write(&catalog, r#"{"models": "not a list"}"#).expect("write");
+    for (variable, value) in [
+        ("TESSERA_CATALOG", catalog.to_str().expect("path")),
+        ("TESSERA_WORKER_CONCURRENCY", "0"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_tessera-worker"))
+            .env("TESSERA_API_URL", "http://127.0.0.1:9")
+            .env("TESSERA_SERVICE_KEY", "tessera_svc_x_y")
+            .env("TESSERA_DATA_DIR", dir.path())
+            .env(variable, value)
+            .output()
+            .expect("run tessera-worker");
+        assert!(!output.status.success(), "{variable}={value} was accepted");
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(said.contains(variable), "{variable}: {said}");
+    }
 }
