@@ -45,7 +45,7 @@ pub enum Execution {
 }
 
 /// Runs `graph` (with `node_count` nodes) for at most `allowed`. `keep_going` is called with the
-/// percentage done every [`REPORT_EVERY`], the first time at once; `false` interrupts the prompt.
+/// percentage done every [`REPORT_EVERY`]; `false` interrupts the prompt.
 /// ComfyUI's errors are counted in the worker's metrics.
 pub async fn execute<F, Fut>(
     comfy: &ComfyClient,
@@ -107,7 +107,8 @@ where
     let mut files: Vec<OutputFile> = Vec::new();
     let deadline = Instant::now() + allowed;
     let mut last_heard = Instant::now();
-    let mut tick = tokio::time::interval(REPORT_EVERY);
+    // The first report comes after one interval: a job shorter than that just completes.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + REPORT_EVERY, REPORT_EVERY);
     let end = loop {
         tokio::select! {
             message = next_message(&mut subscription) => match message {

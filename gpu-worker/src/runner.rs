@@ -11,6 +11,7 @@ use tokio::sync::SemaphorePermit;
 
 use crate::api::{ApiClient, ApiError, JobFailure, WorkOrder};
 use crate::client::ComfyClient;
+use crate::comfy::OutputFile;
 use crate::execution::{Execution, Thumbnails, execute, failure, store_outputs};
 use crate::workflow::{RunParams, Workflows};
 
@@ -97,34 +98,9 @@ impl Runner<'_> {
         let started = Instant::now();
         let execution = execute(self.comfy, &graph, workflow.node_count(), allowed, report).await;
         drop(comfy_turn);
-        let ran = started.elapsed();
+        tracing::debug!(job = %order.job_id, ran_ms = millis(started.elapsed()), "ran on ComfyUI");
         match execution {
-            Execution::Succeeded(files) => match store_outputs(
-                self.comfy,
-                self.blobs,
-                &order.job_id,
-                &files,
-                Thumbnails::WithTheOutputs,
-            )
-            .await
-            {
-                Ok(artifacts) => match self.api.complete(&order.job_id, attempt, &artifacts).await {
-                    Ok(()) => {
-                        let ms = |time: Duration| time.as_secs_f64() * 1e3;
-                        tracing::debug!(job = %order.job_id, ran_ms = ms(ran), stored_and_completed_ms = ms(started.elapsed() - ran), "job completed");
-                        JobEnd::Completed(artifacts.len())
-                    }
-                    Err(ApiError::Superseded { .. }) => JobEnd::Dropped,
-                    Err(error) => {
-                        tracing::error!(job = %order.job_id, %error, "could not complete");
-                        JobEnd::Dropped
-                    }
-                },
-                Err(error) => {
-                    let lost = failure("EXECUTION_ERROR", "an output could not be stored", error, true);
-                    self.fail(order, attempt, lost).await
-                }
-            },
+            Execution::Succeeded(files) => self.store_and_complete(order, attempt, &files).await,
             Execution::Failed(failure) => self.fail(order, attempt, failure).await,
             Execution::Stopped if self.give_back.load(Ordering::Relaxed) => {
                 tracing::info!(job = %order.job_id, "the worker is stopping: job interrupted and given back");
@@ -144,6 +120,32 @@ impl Runner<'_> {
         }
     }
 
+    /// Stores the outputs, then completes the job with their artifacts.
+    async fn store_and_complete(&self, order: &WorkOrder, attempt: u32, files: &[OutputFile]) -> JobEnd {
+        let storing = Instant::now();
+        let stored = store_outputs(self.comfy, self.blobs, &order.job_id, files, Thumbnails::WithTheOutputs).await;
+        let artifacts = match stored {
+            Ok(artifacts) => artifacts,
+            Err(error) => {
+                let lost = failure("EXECUTION_ERROR", "an output could not be stored", error, true);
+                return self.fail(order, attempt, lost).await;
+            }
+        };
+        let store_ms = millis(storing.elapsed());
+        let completing = Instant::now();
+        match self.api.complete(&order.job_id, attempt, &artifacts).await {
+            Ok(()) => {
+                tracing::debug!(job = %order.job_id, store_ms, complete_ms = millis(completing.elapsed()), "job completed");
+                JobEnd::Completed(artifacts.len())
+            }
+            Err(ApiError::Superseded { .. }) => JobEnd::Dropped,
+            Err(error) => {
+                tracing::error!(job = %order.job_id, %error, "could not complete");
+                JobEnd::Dropped
+            }
+        }
+    }
+
     async fn fail(&self, order: &WorkOrder, attempt: u32, failure: JobFailure) -> JobEnd {
         tracing::info!(job = %order.job_id, code = failure.code, "job failed");
         match self.api.fail(&order.job_id, attempt, &failure).await {
@@ -154,4 +156,8 @@ impl Runner<'_> {
             }
         }
     }
+}
+
+fn millis(time: Duration) -> f64 {
+    time.as_secs_f64() * 1e3
 }
