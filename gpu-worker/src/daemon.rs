@@ -89,6 +89,13 @@ impl Tally {
     }
 }
 
+/// What the jobs in hand share: turns on ComfyUI (closed when the worker stops, so a job not
+/// yet started is given back), and the signal that the grace period for stopping is over.
+struct Turns {
+    comfy: Semaphore,
+    give_back: AtomicBool,
+}
+
 /// A received message and its lane.
 type Delivery = (QueueDef, ReceivedMessage);
 
@@ -152,8 +159,10 @@ impl Worker {
         let started = Instant::now();
         // The jobs on ComfyUI at once, and one more received and waiting for its turn.
         let concurrency = self.concurrency.clamp(1, MAX_CONCURRENCY);
-        let comfy_slot = Semaphore::new(concurrency);
-        let give_back = AtomicBool::new(false);
+        let turns = Turns {
+            comfy: Semaphore::new(concurrency),
+            give_back: AtomicBool::new(false),
+        };
         let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
         let mut in_hand: FuturesUnordered<Pending<'_, JobEnd>> = FuturesUnordered::new();
         let mut receiving: Option<Pending<'_, Option<Delivery>>> = None;
@@ -172,18 +181,18 @@ impl Worker {
                     stopping = true;
                     receiving = None;
                     // A job waiting for its turn is not started: its message goes back.
-                    comfy_slot.close();
+                    turns.comfy.close();
                     grace_ends.as_mut().reset(tokio::time::Instant::now() + self.drain_grace);
                 }
-                () = &mut grace_ends, if stopping && !give_back.load(Ordering::Relaxed) => {
+                () = &mut grace_ends, if stopping && !turns.give_back.load(Ordering::Relaxed) => {
                     tracing::warn!("the grace period is over: the job in hand is interrupted and given back");
-                    give_back.store(true, Ordering::Relaxed);
+                    turns.give_back.store(true, Ordering::Relaxed);
                 }
                 received = maybe(&mut receiving) => {
                     receiving = None;
                     if let Some((lane, message)) = received {
-                        let (slot, give_back) = (&comfy_slot, &give_back);
-                        in_hand.push(Box::pin(async move { self.handle(&lane, &message, slot, give_back).await }));
+                        let turns = &turns;
+                        in_hand.push(Box::pin(async move { self.handle(&lane, &message, turns).await }));
                     }
                 }
                 Some(end) = in_hand.next(), if !in_hand.is_empty() => tally.record(&end),
@@ -238,13 +247,7 @@ impl Worker {
 
     /// Handles one message: waits for ComfyUI to be free (keeping the message hidden), claims the
     /// job, runs it, and deletes the message once the job is final.
-    async fn handle(
-        &self,
-        lane: &QueueDef,
-        message: &ReceivedMessage,
-        comfy_slot: &Semaphore,
-        give_back: &AtomicBool,
-    ) -> JobEnd {
+    async fn handle(&self, lane: &QueueDef, message: &ReceivedMessage, turns: &Turns) -> JobEnd {
         let renew = async {
             loop {
                 tokio::time::sleep(RENEW_EVERY).await;
@@ -255,7 +258,7 @@ impl Worker {
         };
         // `renew` never ends; the handling does.
         let end = tokio::select! {
-            end = self.claim_and_run(lane, message, comfy_slot, give_back) => end,
+            end = self.claim_and_run(lane, message, turns) => end,
             () = renew => JobEnd::Dropped,
         };
         match &end {
@@ -279,18 +282,12 @@ impl Worker {
         end
     }
 
-    async fn claim_and_run(
-        &self,
-        lane: &QueueDef,
-        message: &ReceivedMessage,
-        comfy_slot: &Semaphore,
-        give_back: &AtomicBool,
-    ) -> JobEnd {
+    async fn claim_and_run(&self, lane: &QueueDef, message: &ReceivedMessage, turns: &Turns) -> JobEnd {
         let Ok(job) = serde_json::from_str::<JobMessage>(&message.body) else {
             tracing::error!(lane = %lane.name, body = %message.body, "not a job message: dropped");
             return JobEnd::Dropped;
         };
-        let Ok(turn) = comfy_slot.acquire().await else {
+        let Ok(turn) = turns.comfy.acquire().await else {
             return JobEnd::GivenBack;
         };
         if !self.comfy.is_up().await {
@@ -314,7 +311,7 @@ impl Worker {
             blobs: &self.blobs,
             workflows: &self.workflows,
             max_job_time: self.max_job_time,
-            give_back,
+            give_back: &turns.give_back,
         };
         tracing::debug!(job = %order.job_id, claim_ms = claiming.elapsed().as_secs_f64() * 1e3, "claimed");
         self.status.set_current_job(Some(order.job_id.clone()));

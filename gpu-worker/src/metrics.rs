@@ -38,9 +38,9 @@ pub enum Outcome {
     Completed,
     /// The job was reported failed.
     Failed,
-    /// The job was abandoned without a report (e.g. its lease was lost or the worker stopped mid-job).
+    /// The job was cancelled, or taken over by another attempt: interrupted and dropped.
     Dropped,
-    /// The job was handed back to the queue for another worker to run.
+    /// The job was handed back to the queue (ComfyUI went away, or the worker stopped).
     Released,
 }
 

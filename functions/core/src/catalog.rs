@@ -221,6 +221,14 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// Reads and checks a catalog file (`TESSERA_CATALOG`); the error names the file.
+    pub fn load(path: &std::path::Path) -> Result<Self, DomainError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| DomainError::InvalidInput(format!("TESSERA_CATALOG={}: {error}", path.display())))?;
+        Self::parse(&text)
+            .map_err(|error| DomainError::InvalidInput(format!("TESSERA_CATALOG={}: {error}", path.display())))
+    }
+
     /// The catalog of the shipped seed file.
     pub fn builtin() -> &'static Catalog {
         static CATALOG: OnceLock<Catalog> = OnceLock::new();

@@ -158,11 +158,7 @@ impl Config {
         let Some(path) = &self.catalog else {
             return Ok(());
         };
-        let text = std::fs::read_to_string(path)
-            .map_err(|error| anyhow::anyhow!("TESSERA_CATALOG={}: {error}", path.display()))?;
-        let catalog = tessera_core::Catalog::parse(&text)
-            .map_err(|error| anyhow::anyhow!("TESSERA_CATALOG={}: {error}", path.display()))?;
-        tessera_core::Catalog::install(catalog);
+        tessera_core::Catalog::install(tessera_core::Catalog::load(path)?);
         Ok(())
     }
 

@@ -36,9 +36,7 @@ pub fn install_catalog() -> anyhow::Result<()> {
     let Ok(path) = std::env::var("TESSERA_CATALOG") else {
         return Ok(());
     };
-    let text = std::fs::read_to_string(&path).with_context(|| format!("TESSERA_CATALOG={path}"))?;
-    let catalog = tessera_core::Catalog::parse(&text).with_context(|| format!("TESSERA_CATALOG={path}"))?;
-    tessera_core::Catalog::install(catalog);
+    tessera_core::Catalog::install(tessera_core::Catalog::load(path.as_ref())?);
     Ok(())
 }
 

@@ -45,7 +45,7 @@ struct Rig {
     app: TestApp,
     token: String,
     fake: FakeComfy,
-    stop: oneshot::Sender<()>,
+    stop: Option<oneshot::Sender<()>>,
     worker: tokio::task::JoinHandle<Tally>,
     /// The worker's own endpoints (`/worker/*`).
     endpoints: String,
@@ -147,7 +147,7 @@ async fn rig_with(backend: Backend, fake: FakeComfy, comfy_url: &str, limits: Li
         token: body["tokens"]["access_token"].as_str().expect("token").to_owned(),
         app,
         fake,
-        stop,
+        stop: Some(stop),
         worker,
     }
 }
@@ -206,12 +206,29 @@ impl Rig {
         panic!("job {job} did not get there: {state}");
     }
 
-    async fn stop(self) -> Tally {
-        let _ = self.stop.send(());
-        tokio::time::timeout(Duration::from_secs(10), self.worker)
+    async fn stop(mut self) -> Tally {
+        self.stop_worker().await
+    }
+
+    /// Stops the worker (it drains) and waits for it, keeping the rest of the rig.
+    async fn stop_worker(&mut self) -> Tally {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(10), &mut self.worker)
             .await
             .expect("the worker stops")
             .expect("worker")
+    }
+
+    /// The worker's `/worker/health`.
+    async fn health(&self) -> Value {
+        reqwest::get(format!("{}/worker/health", self.endpoints))
+            .await
+            .expect("health")
+            .json()
+            .await
+            .expect("json")
     }
 }
 
@@ -284,12 +301,7 @@ async fn a_job_runs_on_the_worker_and_its_artifact_and_thumbnail_download(backen
         "tessera_worker_job_duration_seconds_count{outcome=\"completed\"} 1",
     );
     assert_sample(&metrics, "tessera_worker_jobs_in_progress 0");
-    let health: Value = reqwest::get(format!("{}/worker/health", rig.endpoints))
-        .await
-        .expect("health")
-        .json()
-        .await
-        .expect("json");
+    let health = rig.health().await;
     assert_eq!(health["loaded_models"], json!(["sdxl-1.0"]), "the model it ran");
 
     let tally = rig.stop().await;
@@ -333,12 +345,7 @@ async fn a_cancel_while_running_interrupts_comfyui(backend: Backend) {
     rig.fake.fail_next(Failure::Hang);
     let job = rig.create().await;
     rig.wait_for(&job, |state| state["status"] == "RUNNING").await;
-    let health: Value = reqwest::get(format!("{}/worker/health", rig.endpoints))
-        .await
-        .expect("health")
-        .json()
-        .await
-        .expect("json");
+    let health = rig.health().await;
     assert_eq!(
         (health["status"].clone(), health["current_job"].clone()),
         (json!("healthy"), json!(job))
@@ -454,11 +461,7 @@ async fn stopping_finishes_the_running_job_and_gives_back_the_held_one(backend: 
         (0, 2),
         "the next job is received while one runs"
     );
-    let _ = std::mem::replace(&mut rig.stop, oneshot::channel().0).send(());
-    let tally = tokio::time::timeout(Duration::from_secs(10), &mut rig.worker)
-        .await
-        .expect("the worker stops")
-        .expect("worker");
+    let tally = rig.stop_worker().await;
     assert_eq!((tally.completed, tally.released), (1, 1), "{tally:?}");
     let (_, state) = rig.call(Method::GET, &format!("/api/v1/jobs/{running}"), None).await;
     assert_eq!(state["status"], "COMPLETED", "the running job was finished");
@@ -496,11 +499,7 @@ async fn a_job_that_outlasts_the_grace_period_is_interrupted_and_queued_again(ba
     let job = rig.create().await;
     rig.wait_for(&job, |state| state["status"] == "RUNNING").await;
     let stopping = std::time::Instant::now();
-    let _ = std::mem::replace(&mut rig.stop, oneshot::channel().0).send(());
-    let tally = tokio::time::timeout(Duration::from_secs(10), &mut rig.worker)
-        .await
-        .expect("the worker stops")
-        .expect("worker");
+    let tally = rig.stop_worker().await;
     assert!(stopping.elapsed() >= grace, "the job had its grace period");
     assert_eq!((tally.completed, tally.released), (0, 1), "{tally:?}");
     assert_eq!(rig.fake.interrupts().len(), 1, "ComfyUI was interrupted");
