@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tessera_api::auth::{AuthConfig, AuthService, JwtKeys};
-use tessera_api::v1::V1State;
+use tessera_api::v1::{V1State, WebhookKey, WebhookSettings};
 use tessera_core::request::WebhookRules;
 use tessera_core::{Catalog, JobId, JobStatus, PlanTier, RandomIds, SystemClock};
 use tessera_fakes::{FakeComfy, FakeConfig};
@@ -72,7 +72,10 @@ async fn run(jobs: usize) {
         auth.clone(),
         Arc::new(SystemClock),
         Arc::new(RandomIds),
-        WebhookRules::default(),
+        WebhookSettings::new(
+            WebhookRules::default(),
+            WebhookKey::parse("bench-webhook-key-0123456789abcdef0").expect("key"),
+        ),
     );
     let backend = tessera_dev::Backend {
         ports: ports.clone(),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 use tessera_api::auth::{AuthConfig, AuthService, JwtKeys};
 use tessera_api::internal::LEASE_SECONDS;
-use tessera_api::v1::V1State;
+use tessera_api::v1::{V1State, WebhookKey, WebhookSettings};
 use tessera_core::request::WebhookRules;
 use tessera_core::{Capability, Clock, JobId, JobStatus, PlanTier, Priority, RandomIds};
 use tessera_fakes::{Failure, FakeComfy, FakeConfig};
@@ -60,7 +60,10 @@ async fn a_job_whose_worker_process_is_killed_completes_once_on_another_worker()
         auth.clone(),
         Arc::new(clock.clone()),
         Arc::new(RandomIds),
-        WebhookRules::default(),
+        WebhookSettings::new(
+            WebhookRules::default(),
+            WebhookKey::parse("killed-webhook-key-0123456789abcdef").expect("key"),
+        ),
     );
     let backend = tessera_dev::Backend {
         ports: ports.clone(),

@@ -30,6 +30,7 @@ use crate::auth::layer::authenticate;
 use crate::auth::{Accepts, Guard};
 use crate::problem::JsonBody;
 use crate::v1::error::v1_style;
+use crate::v1::webhooks::dispatch;
 use crate::v1::{ApiError, V1State};
 
 /// How long a claim (or a progress report) holds a job for its worker, in seconds.
@@ -191,6 +192,7 @@ async fn claim(
     match state.jobs.claim(&id, &worker, state.now(), LEASE_SECONDS).await? {
         Claimed::Run(job) => {
             tracing::info!(job = %job.job_id, worker = %worker, attempt = job.attempt, "job claimed");
+            dispatch::notify_started(&state, &job).await;
             Ok(Json(
                 json!({ "action": "run", "attempt": job.attempt, "job": work_order(&job) }),
             ))
@@ -265,9 +267,9 @@ async fn progress(
             LEASE_SECONDS,
         )
         .await;
-    settle(&state, &id, outcome)
-        .await
-        .map(|()| Json(json!({ "cancelled": false })))
+    let job = settle(&state, &id, outcome).await?;
+    dispatch::notify_progress(&state, &job, request.attempt, request.percent).await;
+    Ok(Json(json!({ "cancelled": false })))
 }
 
 #[derive(Deserialize)]
@@ -309,6 +311,7 @@ async fn complete(
         .await;
     settle(&state, &job.job_id, outcome).await?;
     tracing::info!(job = %job.job_id, worker = %request.worker_id, "job completed");
+    dispatch::dispatch_job(&state, &job).await;
     Ok(Json(json!({ "status": JobStatus::Completed, "cancelled": false })))
 }
 
@@ -341,6 +344,7 @@ async fn fail(
         .await;
     settle(&state, &job.job_id, outcome).await?;
     tracing::info!(job = %job.job_id, worker = %request.worker_id, code = %error.code, "job failed");
+    dispatch::dispatch_job(&state, &job).await;
     Ok(Json(json!({ "status": JobStatus::Failed, "cancelled": false })))
 }
 
@@ -375,9 +379,13 @@ async fn owned_job(state: &V1State, job_id: &str) -> Result<JobRecord, (StatusCo
 }
 
 /// Turns a lost conditional transition into 409 with `cancelled` (and the job's status).
-async fn settle(state: &V1State, id: &JobId, outcome: Result<(), StoreError>) -> Result<(), (StatusCode, Json<Value>)> {
+async fn settle<T>(
+    state: &V1State,
+    id: &JobId,
+    outcome: Result<T, StoreError>,
+) -> Result<T, (StatusCode, Json<Value>)> {
     match outcome {
-        Ok(()) => Ok(()),
+        Ok(value) => Ok(value),
         Err(StoreError::Conflict(_)) => {
             let current = state.jobs.get(id).await.map_err(|error| rejected(error.into()))?;
             let status = current.as_ref().map(|job| job.status);

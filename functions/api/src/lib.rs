@@ -9,4 +9,5 @@ pub mod health;
 pub mod internal;
 pub mod problem;
 pub mod rate_limit;
+pub mod ssrf;
 pub mod v1;

@@ -152,6 +152,31 @@ prefixed_id!(
     ApiKeyId,
     "key_"
 );
+prefixed_id!(
+    /// A job event: `evt_` followed by the random part of its job's id (a job has one final
+    /// event, so the id is stable across retries and duplicates).
+    EventId,
+    "evt_"
+);
+prefixed_id!(
+    /// One webhook delivery of an event (a redelivery is a new one): `dlv_` + 12 alphanumerics.
+    DeliveryId,
+    "dlv_"
+);
+
+impl EventId {
+    /// The final event of `job`.
+    pub fn for_job(job: &JobId) -> Self {
+        Self(format!("{}{}", Self::PREFIX, &job.as_str()[JobId::PREFIX.len()..]))
+    }
+}
+
+impl DeliveryId {
+    /// The first delivery of `event` (later ones, from redelivery, are random).
+    pub fn first_of(event: &EventId) -> Self {
+        Self(format!("{}{}", Self::PREFIX, &event.as_str()[EventId::PREFIX.len()..]))
+    }
+}
 
 #[cfg(test)]
 mod tests {

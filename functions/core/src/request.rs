@@ -1,7 +1,7 @@
 //! `POST /api/v1/jobs` bodies, validated strictly into a [`JobRequest`]: every refusal names the
 //! field it is about, so that the API answers 400 `INVALID_PARAMS` with useful `details`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde_json::{Map, Value};
 
@@ -286,28 +286,92 @@ pub fn check_webhook_url(raw: &str, rules: WebhookRules) -> Result<String, Strin
     Ok(raw.to_owned())
 }
 
-/// Whether an address is loopback, private, link-local, unspecified or otherwise not public.
+/// Whether an address is one a webhook must not reach: exactly when [`forbidden_class`] names a
+/// class for it.
 pub fn is_private(ip: IpAddr) -> bool {
+    forbidden_class(ip).is_some()
+}
+
+/// The class of an address that outgoing requests must not reach (loopback, private, link-local,
+/// cloud metadata, multicast, unique-local, ...), or `None` for a public address. IPv6 forms that
+/// carry an IPv4 address (IPv4-mapped `::ffff:a.b.c.d`, IPv4-translated `::ffff:0:a.b.c.d`,
+/// IPv4-compatible `::a.b.c.d`, NAT64 `64:ff9b::/96` and 6to4 `2002::/16`) answer the class of
+/// the IPv4 address they carry.
+pub fn forbidden_class(ip: IpAddr) -> Option<&'static str> {
     match ip {
-        IpAddr::V4(ip) => {
-            let [a, b, ..] = ip.octets();
-            ip.is_loopback()
-                || ip.is_private()
-                || ip.is_link_local()
-                || ip.is_unspecified()
-                || ip.is_broadcast()
-                || ip.is_documentation()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b))
-        }
-        IpAddr::V6(ip) => {
-            let first = ip.segments()[0];
-            ip.is_loopback()
-                || ip.is_unspecified()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || ip.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
-        }
+        IpAddr::V4(ip) => forbidden_v4(ip),
+        IpAddr::V6(ip) => forbidden_v6(ip),
+    }
+}
+
+/// [`forbidden_class`] for IPv4.
+fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
+    let [a, b, c, d] = ip.octets();
+    let class = match (a, b, c, d) {
+        // Checked before link-local, which contains it.
+        (169, 254, 169, 254) => "cloud metadata",
+        (0, 0, 0, 0) => "unspecified",
+        (0, ..) => "this network",
+        (127, ..) => "loopback",
+        (10, ..) | (192, 168, ..) => "private",
+        (172, 16..=31, ..) => "private",
+        (100, 64..=127, ..) => "shared address space",
+        (169, 254, ..) => "link-local",
+        // IETF protocol assignments (RFC 6890), e.g. 192.0.0.192, an older metadata address.
+        (192, 0, 0, _) => "reserved",
+        (192, 0, 2, _) | (198, 51, 100, _) | (203, 0, 113, _) => "documentation",
+        (198, 18..=19, ..) => "benchmarking",
+        (224..=239, ..) => "multicast",
+        (255, 255, 255, 255) => "broadcast",
+        (240..=255, ..) => "reserved",
+        _ => return None,
+    };
+    Some(class)
+}
+
+/// [`forbidden_class`] for IPv6.
+fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
+    if ip.is_unspecified() {
+        return Some("unspecified");
+    }
+    if ip.is_loopback() {
+        return Some("loopback");
+    }
+    if let Some(v4) = embedded_v4(ip) {
+        return forbidden_v4(v4);
+    }
+    let s = ip.segments();
+    let class = match s {
+        [0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254] => "cloud metadata",
+        [first, ..] if first & 0xff00 == 0xff00 => "multicast",
+        [first, ..] if first & 0xffc0 == 0xfe80 => "link-local",
+        [first, ..] if first & 0xffc0 == 0xfec0 => "site-local",
+        [first, ..] if first & 0xfe00 == 0xfc00 => "unique-local",
+        [0x2001, 0x0db8, ..] => "documentation",
+        [first, ..] if first & 0xfff0 == 0x3ff0 => "documentation",
+        [0x2001, 0x0002, 0, ..] => "benchmarking",
+        // The local-use NAT64 prefix (RFC 8215): translates into some private network.
+        [0x0064, 0xff9b, 0x0001, ..] => "private",
+        // Discard-only (RFC 6666).
+        [0x0100, 0, 0, 0, ..] => "reserved",
+        _ => return None,
+    };
+    Some(class)
+}
+
+/// The IPv4 address an IPv6 address carries, in the forms that reach it: IPv4-mapped,
+/// IPv4-translated, IPv4-compatible (except `::` and `::1`), NAT64 and 6to4.
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let low = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    match s {
+        [0, 0, 0, 0, 0, 0xffff, hi, lo] => Some(low(hi, lo)),
+        [0, 0, 0, 0, 0xffff, 0, hi, lo] => Some(low(hi, lo)),
+        [0, 0, 0, 0, 0, 0, 0, 0 | 1] => None,
+        [0, 0, 0, 0, 0, 0, hi, lo] => Some(low(hi, lo)),
+        [0x0064, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(low(hi, lo)),
+        [0x2002, hi, lo, ..] => Some(low(hi, lo)),
+        _ => None,
     }
 }
 
@@ -450,5 +514,129 @@ mod tests {
         assert!(check_webhook_url("https://[::1]/hook", WebhookRules::default()).is_err());
         assert!(check_webhook_url("https://user:pw@example.com/", WebhookRules::default()).is_err());
         assert!(check_webhook_url("https://example.com/hook", WebhookRules::default()).is_ok());
+    }
+
+    /// Every IPv6 form that carries an IPv4 address: mapped, translated, compatible, NAT64, 6to4.
+    fn v6_forms(v4: Ipv4Addr) -> Vec<IpAddr> {
+        let [a, b, c, d] = v4.octets();
+        let hi = u16::from_be_bytes([a, b]);
+        let lo = u16::from_be_bytes([c, d]);
+        vec![
+            IpAddr::V6(v4.to_ipv6_mapped()),
+            IpAddr::V6(Ipv6Addr::new(0, 0, 0, 0, 0xffff, 0, hi, lo)),
+            IpAddr::V6(Ipv6Addr::new(0, 0, 0, 0, 0, 0, hi, lo)),
+            IpAddr::V6(Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, hi, lo)),
+            IpAddr::V6(Ipv6Addr::new(0x2002, hi, lo, 0, 0, 0, 0, 1)),
+        ]
+    }
+
+    #[test]
+    fn every_forbidden_ipv4_class_is_named_in_every_ipv6_form() {
+        let cases = [
+            ("127.0.0.1", "loopback"),
+            ("127.255.255.254", "loopback"),
+            ("10.0.0.1", "private"),
+            ("172.16.0.1", "private"),
+            ("172.31.255.255", "private"),
+            ("192.168.1.1", "private"),
+            ("169.254.169.254", "cloud metadata"),
+            ("169.254.0.1", "link-local"),
+            ("169.254.170.2", "link-local"),
+            ("224.0.0.1", "multicast"),
+            ("239.255.255.250", "multicast"),
+            ("0.0.0.0", "unspecified"),
+            ("255.255.255.255", "broadcast"),
+            ("100.64.0.1", "shared address space"),
+            ("100.127.255.255", "shared address space"),
+            ("0.1.2.3", "this network"),
+            ("192.0.2.1", "documentation"),
+            ("198.51.100.1", "documentation"),
+            ("203.0.113.1", "documentation"),
+            ("198.18.0.1", "benchmarking"),
+            ("198.19.255.255", "benchmarking"),
+            ("240.0.0.1", "reserved"),
+            ("192.0.0.192", "reserved"),
+        ];
+        for (raw, class) in cases {
+            let v4: Ipv4Addr = raw.parse().unwrap();
+            assert_eq!(forbidden_class(IpAddr::V4(v4)), Some(class), "{raw}");
+            assert!(is_private(IpAddr::V4(v4)), "{raw}");
+            for v6 in v6_forms(v4) {
+                assert_eq!(forbidden_class(v6), Some(class), "{v6} (carrying {raw})");
+                assert!(is_private(v6), "{v6}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_forbidden_ipv6_class_is_named() {
+        let cases = [
+            ("::1", "loopback"),
+            ("::", "unspecified"),
+            ("fd00:ec2::254", "cloud metadata"),
+            ("fd00:ec2::253", "unique-local"),
+            ("fc00::1", "unique-local"),
+            ("fdff:ffff::1", "unique-local"),
+            ("fe80::1", "link-local"),
+            ("febf::1", "link-local"),
+            ("fec0::1", "site-local"),
+            ("feff::1", "site-local"),
+            ("ff02::1", "multicast"),
+            ("ff0e::1", "multicast"),
+            ("2001:db8::1", "documentation"),
+            ("3fff::1", "documentation"),
+            ("2001:2::1", "benchmarking"),
+            ("64:ff9b:1::a00:1", "private"),
+            ("100::1", "reserved"),
+        ];
+        for (raw, class) in cases {
+            let ip: IpAddr = raw.parse().unwrap();
+            assert_eq!(forbidden_class(ip), Some(class), "{raw}");
+            assert!(is_private(ip), "{raw}");
+        }
+    }
+
+    #[test]
+    fn public_addresses_are_allowed_in_every_form() {
+        for raw in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "93.184.216.34",
+            "100.63.255.255",
+            "100.128.0.1",
+            "172.32.0.1",
+            "198.20.0.1",
+            "223.255.255.255",
+        ] {
+            let v4: Ipv4Addr = raw.parse().unwrap();
+            assert_eq!(forbidden_class(IpAddr::V4(v4)), None, "{raw}");
+            assert!(!is_private(IpAddr::V4(v4)), "{raw}");
+            for v6 in v6_forms(v4) {
+                assert_eq!(forbidden_class(v6), None, "{v6} (carrying {raw})");
+            }
+        }
+        for raw in [
+            "2606:4700:4700::1111",
+            "2001:4860:4860::8888",
+            "2a00:1450:4001::200e",
+            "2001:db9::1",
+        ] {
+            let ip: IpAddr = raw.parse().unwrap();
+            assert_eq!(forbidden_class(ip), None, "{raw}");
+            assert!(!is_private(ip), "{raw}");
+        }
+    }
+
+    #[test]
+    fn webhook_urls_with_embedded_private_addresses_are_refused() {
+        for url in [
+            "https://[::ffff:127.0.0.1]/",
+            "https://[64:ff9b::a9fe:a9fe]/",
+            "https://[2002:a00:1::]/",
+            "https://169.254.169.254/",
+            "https://0x7f000001/",
+        ] {
+            assert!(check_webhook_url(url, WebhookRules::default()).is_err(), "{url}");
+        }
     }
 }

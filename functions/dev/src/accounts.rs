@@ -1,4 +1,4 @@
-//! Account set-up for local use: the dev server's own JWT key, the demo account made on first
+//! Account set-up for local use: the dev server's own JWT and webhook keys, the demo account made on first
 //! start, and the admin commands (`admin create-admin`, `admin create-service-key`).
 
 use std::io::Write;
@@ -12,30 +12,42 @@ use tessera_core::Role;
 /// The demo user's e-mail.
 pub const DEMO_EMAIL: &str = "demo@tessera.local";
 const JWT_KEYS_FILE: &str = "jwt.keys";
+const WEBHOOK_KEY_FILE: &str = "webhook.key";
 
 /// The JWT key of this data folder (`<dir>/jwt.keys`, made on first use, readable by the owner
 /// only), used when `TESSERA_JWT_KEYS` is unset.
 pub fn local_jwt_keys(dir: &Path) -> anyhow::Result<String> {
-    let path = dir.join(JWT_KEYS_FILE);
-    if let Ok(keys) = std::fs::read_to_string(&path) {
-        return Ok(keys.trim().to_owned());
+    local_secret(dir, JWT_KEYS_FILE, || format!("local1:{}", random_secret()))
+}
+
+/// The webhook key of this data folder (`<dir>/webhook.key`, made on first use, readable by the
+/// owner only), used when `TESSERA_WEBHOOK_KEY` is unset.
+pub fn local_webhook_key(dir: &Path) -> anyhow::Result<String> {
+    local_secret(dir, WEBHOOK_KEY_FILE, random_secret)
+}
+
+/// The secret kept in `<dir>/<file>`, written by `make` (mode 0600) if the file is missing.
+fn local_secret(dir: &Path, file: &str, make: impl FnOnce() -> String) -> anyhow::Result<String> {
+    let path = dir.join(file);
+    if let Ok(secret) = std::fs::read_to_string(&path) {
+        return Ok(secret.trim().to_owned());
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let keys = format!("local1:{}", random_secret());
+    let secret = make();
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     match options.open(&path) {
         Ok(mut file) => file
-            .write_all(keys.as_bytes())
+            .write_all(secret.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?,
         Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
             return Ok(std::fs::read_to_string(&path)?.trim().to_owned());
         }
         Err(error) => return Err(error).with_context(|| format!("creating {}", path.display())),
     }
-    Ok(keys)
+    Ok(secret)
 }
 
 /// On the first start over a store, creates the demo user and an API key for it and prints

@@ -42,6 +42,9 @@ pub struct Config {
     /// `TESSERA_WEBHOOK_ALLOW_HTTP` / `TESSERA_WEBHOOK_ALLOW_PRIVATE`: what webhook URLs may be
     /// (both `false` by default: https to public hosts only).
     pub webhooks: WebhookRules,
+    /// `TESSERA_WEBHOOK_KEY`: the key webhook secrets are derived from, 32 characters or more
+    /// (default: one made on first start and kept in the data folder).
+    pub webhook_key: Option<String>,
     /// `TESSERA_WORKER`: run one GPU worker in process (`on`, the default, or `off`).
     pub worker: bool,
     /// `COMFYUI_URL`: the ComfyUI the in-process worker drives (default `http://127.0.0.1:8188`).
@@ -122,6 +125,13 @@ impl Config {
             public_url,
             naming,
             webhooks,
+            webhook_key: match read("TESSERA_WEBHOOK_KEY") {
+                None => None,
+                Some(key) => match tessera_api::v1::WebhookKey::parse(&key) {
+                    Ok(_) => Some(key),
+                    Err(reason) => return Err(invalid("TESSERA_WEBHOOK_KEY", "(hidden)", &reason)),
+                },
+            },
             catalog: read("TESSERA_CATALOG").map(PathBuf::from),
             worker: match read("TESSERA_WORKER").as_deref() {
                 None | Some("on") => true,
@@ -224,6 +234,7 @@ mod tests {
             ("TESSERA_JWT_KEYS", "k1:too-short"),
             ("TESSERA_TRUST_FORWARDED_FOR", "yes"),
             ("TESSERA_WEBHOOK_ALLOW_HTTP", "yes"),
+            ("TESSERA_WEBHOOK_KEY", "too-short"),
             ("TESSERA_WORKER", "maybe"),
             ("TESSERA_CANARY_SECONDS", "5"),
             ("COMFYUI_URL", "localhost:8188"),

@@ -15,7 +15,7 @@ use axum::Router;
 use tessera_api::auth::AuthService;
 use tessera_api::health::{ExtraCheck, PipelineCheck};
 use tessera_api::problem::Problem;
-use tessera_api::v1::V1State;
+use tessera_api::v1::{V1State, WebhookKey, WebhookSettings};
 use tessera_core::{Clock, RandomIds, SystemClock};
 use tessera_store::aws::AwsStore;
 use tessera_store::embedded::{EmbeddedConfig, EmbeddedStore};
@@ -126,10 +126,11 @@ pub async fn serve(
         auth.clone(),
         Arc::new(SystemClock),
         Arc::new(RandomIds),
-        config.webhooks,
+        webhook_settings(config)?,
     );
     v1.canary_every = config.canary_every;
     tokio::spawn(sweep_every(v1.clone(), SWEEP_INTERVAL));
+    tokio::spawn(tessera_api::v1::webhooks::consume(v1.clone()));
     let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = match config.worker {
         true => worker::spawn(config, &backend, &auth, format!("http://{local}"), worker_stopped).await,
@@ -163,6 +164,17 @@ pub fn auth_service(config: &Config, backend: &Backend) -> anyhow::Result<AuthSe
         Arc::new(RandomIds),
         auth_config,
     ))
+}
+
+/// The webhook rules and key of the configuration; without `TESSERA_WEBHOOK_KEY`, the key kept
+/// in the data folder.
+pub fn webhook_settings(config: &Config) -> anyhow::Result<WebhookSettings> {
+    let key = match &config.webhook_key {
+        Some(key) => key.clone(),
+        None => accounts::local_webhook_key(&config.data_dir)?,
+    };
+    let key = WebhookKey::parse(&key).map_err(|reason| anyhow::anyhow!("the webhook key is invalid: {reason}"))?;
+    Ok(WebhookSettings::new(config.webhooks, key))
 }
 
 /// Runs the repair sweep of `/api/v1` every `interval`.

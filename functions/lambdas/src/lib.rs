@@ -6,13 +6,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use axum::Router;
 use axum::extract::Request;
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
 use tessera_api::auth::{AuthConfig, AuthService};
 use tessera_api::client_ip::ClientIp;
-use tessera_api::v1::V1State;
+use tessera_api::v1::{V1State, WebhookKey, WebhookSettings};
 use tessera_core::{RandomIds, SystemClock};
 use tessera_store::Ports;
 use tessera_store::aws::AwsStore;
@@ -67,17 +68,20 @@ pub fn auth_service(ports: &Ports) -> anyhow::Result<AuthService> {
     ))
 }
 
-/// The `/api/v1` state over `ports`, with the webhook rules and catalog of the environment.
+/// The `/api/v1` state over `ports`, with the webhook settings and catalog of the environment
+/// (`TESSERA_WEBHOOK_KEY` is required).
 pub fn v1_state(ports: &Ports, auth: AuthService) -> anyhow::Result<V1State> {
     install_catalog()?;
-    let webhooks = tessera_api::v1::webhook_rules(|name| std::env::var(name).ok())
+    let rules = tessera_api::v1::webhook_rules(|name| std::env::var(name).ok())
         .map_err(|(variable, reason)| anyhow::anyhow!("{variable} is invalid: {reason}"))?;
+    let key = std::env::var("TESSERA_WEBHOOK_KEY").context("TESSERA_WEBHOOK_KEY is not set")?;
+    let key = WebhookKey::parse(&key).map_err(|reason| anyhow::anyhow!("TESSERA_WEBHOOK_KEY is invalid: {reason}"))?;
     Ok(V1State::new(
         ports,
         auth,
         Arc::new(SystemClock),
         Arc::new(RandomIds),
-        webhooks,
+        WebhookSettings::new(rules, key),
     ))
 }
 
@@ -87,6 +91,25 @@ pub async fn v1_from_env() -> anyhow::Result<V1State> {
     let ports = aws_ports().await?;
     let auth = auth_service(&ports)?;
     v1_state(&ports, auth)
+}
+
+/// Handles one SQS batch of webhook messages (the `webhook-sender` function): each message
+/// makes its attempt; the ones that must come back later are reported as failures
+/// (`ReportBatchItemFailures`), so SQS returns only those.
+pub async fn webhook_batch(state: &V1State, event: SqsEvent) -> SqsBatchResponse {
+    let handled = event.records.into_iter().map(|record| async move {
+        let body = record.body.unwrap_or_default();
+        match tessera_api::v1::webhooks::handle(state, &body).await {
+            Ok(_) => None,
+            Err(error) => {
+                tracing::info!(%error, "webhook message left for a later try");
+                Some(record.message_id.unwrap_or_default())
+            }
+        }
+    });
+    let mut response = SqsBatchResponse::default();
+    response.set_failures(futures::future::join_all(handled).await.into_iter().flatten());
+    response
 }
 
 /// Runs one family that lives on the `/api/v1` state as this Lambda's handler.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use tessera_core::{Capability, Catalog, Priority};
+use tessera_core::{Capability, Catalog, Frontend, Priority};
 
 use crate::blob::BucketDef;
 use crate::error::{StoreError, StoreResult};
@@ -40,7 +40,7 @@ impl Definitions {
             })
             .collect();
         queues.push(webhook_queue());
-        queues.extend(["telegram", "discord"].map(notify_queue));
+        queues.extend(Frontend::ALL.map(notify_queue));
         Self {
             tables: vec![accounts_table(), jobs_table(), platform_table()],
             queues,
@@ -109,13 +109,18 @@ pub fn job_queue(capability: Capability, model: &str, priority: Priority) -> Que
     .with_dead_letter(QueueDef::standard(format!("{name}-dlq")), JOB_MAX_RECEIVES)
 }
 
-/// Job events waiting to be delivered to webhooks.
+/// Webhook attempts waiting to be made (one message per attempt). The visibility timeout
+/// outlasts an attempt (a 10 s POST) and the sender Lambda's 30 s timeout.
 pub fn webhook_queue() -> QueueDef {
-    QueueDef::standard("webhooks").with_dead_letter(QueueDef::standard("webhooks-dlq"), 10)
+    QueueDef {
+        visibility_timeout: Duration::from_secs(60),
+        ..QueueDef::standard("webhooks")
+    }
+    .with_dead_letter(QueueDef::standard("webhooks-dlq"), 10)
 }
 
-/// Replies for one chat frontend, FIFO per chat so that messages arrive in order.
-pub fn notify_queue(frontend: &str) -> QueueDef {
+/// Job events for one chat frontend, FIFO per chat user so that they arrive in order.
+pub fn notify_queue(frontend: Frontend) -> QueueDef {
     QueueDef::fifo(format!("notify-{frontend}.fifo"))
         .with_dead_letter(QueueDef::fifo(format!("notify-{frontend}-dlq.fifo")), 10)
 }

@@ -4,6 +4,7 @@
 //! | item | table | pk | sk | index |
 //! | --- | --- | --- | --- | --- |
 //! | job | jobs | `JOB#<id>` | `JOB` | gsi1: `TENANT#<id>#JOBS` / `<created>#<id>`; gsi2 while queued: `LANE#<cap>#<prio>` / `<created>#<id>`, while running: `RUNNING` / `<lease end>#<id>` |
+//! | event outbox entry | jobs | see [`crate::events`] | | |
 //! | idempotency record | jobs | `IDEMPOTENCY#<tenant>#<key>` | `IDEMPOTENCY` | (ttl 24 h) |
 //! | worker heartbeat | jobs | `WORKER#<id>` | `WORKER` | gsi1: `WORKERS` / `<id>` (ttl 90 s) |
 //! | daily usage | accounts | `USAGE#<tenant>` | `DAY#<yyyy-mm-dd>` | |
@@ -13,7 +14,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tessera_core::{Capability, JobId, JobStatus, Priority, TenantId, UserId};
+use tessera_core::{Capability, EventKind, JobId, JobStatus, Priority, TenantId, UserId};
 
 use crate::definitions::{accounts_table, jobs_table};
 use crate::item::{Cmp, Condition, Item, ItemStore, Key, Query, SortRange, TableDef, Update, Write};
@@ -376,7 +377,8 @@ impl Jobs {
             .and_add("tokens_used", -cost)
             .and_add(format!("tokens_{}", job.capability), -cost)
             .and_add("jobs_cancelled", 1);
-        self.finish(job, cancellable, update, refund).await
+        self.finish(job, EventKind::Cancelled, now, cancellable, update, refund)
+            .await
     }
 
     /// A tenant's jobs, newest first, created after `since` (unix seconds) when given.
@@ -440,8 +442,8 @@ impl Jobs {
         }
     }
 
-    /// Records progress of the worker's attempt (never backwards) and extends its lease;
-    /// `Conflict` when the attempt is no longer the job's running one.
+    /// Records progress of the worker's attempt (never backwards) and extends its lease; answers
+    /// the job as it now is, or `Conflict` when the attempt is no longer the job's running one.
     pub async fn progress(
         &self,
         job: &JobId,
@@ -450,7 +452,7 @@ impl Jobs {
         percent: u8,
         now: i64,
         lease_seconds: i64,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<JobRecord> {
         let lease_until = now + lease_seconds;
         let update = Update::set("lease_until", lease_until).and_set("gsi2sk", order_key(lease_until, job));
         let update = update.and_set("progress", percent);
@@ -466,7 +468,7 @@ impl Jobs {
             .update(&self.jobs, &job_key(job), update, Some(condition))
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(item) => from_item(item),
             Err(StoreError::Conflict(reason)) => match self.get(job).await? {
                 // A report that would move progress back only extends the lease.
                 Some(current)
@@ -475,13 +477,51 @@ impl Jobs {
                         && current.worker_id.as_deref() == Some(worker) =>
                 {
                     let lease = Update::set("lease_until", lease_until).and_set("gsi2sk", order_key(lease_until, job));
-                    self.items
+                    let item = self
+                        .items
                         .update(&self.jobs, &job_key(job), lease, Some(running_attempt(worker, attempt)))
-                        .await
-                        .map(drop)
+                        .await?;
+                    from_item(item)
                 }
                 _ => Err(StoreError::Conflict(reason)),
             },
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Takes the right to announce a milestone of attempt `attempt` at `percent` to the job's
+    /// chat: `true` when it is due (a higher tenth than the last one announced, or a later
+    /// attempt, and at least `min_gap_ms` after the last announcement). Of racing callers,
+    /// one wins.
+    pub async fn announce_progress(
+        &self,
+        job: &JobId,
+        attempt: u32,
+        percent: u8,
+        now_ms: i64,
+        min_gap_ms: i64,
+    ) -> StoreResult<bool> {
+        let mark = i64::from(attempt) * 100 + i64::from(percent / 10) * 10;
+        let condition = Condition::All(vec![
+            Condition::equals("status", JobStatus::Running.as_str()),
+            Condition::equals("attempt", attempt),
+            Condition::Any(vec![
+                Condition::AttributeNotExists("announced".into()),
+                Condition::Compare("announced".into(), Cmp::Lt, json!(mark)),
+            ]),
+            Condition::Any(vec![
+                Condition::AttributeNotExists("announced_at_ms".into()),
+                Condition::Compare("announced_at_ms".into(), Cmp::Le, json!(now_ms - min_gap_ms)),
+            ]),
+        ]);
+        let update = Update::set("announced", mark).and_set("announced_at_ms", now_ms);
+        match self
+            .items
+            .update(&self.jobs, &job_key(job), update, Some(condition))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict(_)) => Ok(false),
             Err(other) => Err(other),
         }
     }
@@ -529,7 +569,15 @@ impl Jobs {
             .and_remove("gsi2sk")
             .and_remove("lease_until");
         let usage = Update::set("date", job.usage_day.as_str()).and_add("jobs_completed", 1);
-        self.finish(job, running_attempt(worker, attempt), update, usage).await
+        self.finish(
+            job,
+            EventKind::Completed,
+            now,
+            running_attempt(worker, attempt),
+            update,
+            usage,
+        )
+        .await
     }
 
     /// `RUNNING -> FAILED` (by the worker's attempt, or by the sweep when `worker` is `None`);
@@ -562,13 +610,22 @@ impl Jobs {
             .and_add("tokens_used", -cost)
             .and_add(format!("tokens_{}", job.capability), -cost)
             .and_add("jobs_failed", 1);
-        self.finish(job, condition, update, usage).await
+        self.finish(job, EventKind::Failed, now, condition, update, usage).await
     }
 
-    /// Moves a job to a final state: the job's conditional update, its usage counters and the
-    /// release of its slot in flight, in one transaction.
-    async fn finish(&self, job: &JobRecord, condition: Condition, update: Update, usage: Update) -> StoreResult<()> {
-        let writes = vec![
+    /// Moves a job to a final state: the job's conditional update, its usage counters, the
+    /// release of its slot in flight and (when anyone listens) its event's outbox entry, in one
+    /// transaction.
+    async fn finish(
+        &self,
+        job: &JobRecord,
+        event: EventKind,
+        now: i64,
+        condition: Condition,
+        update: Update,
+        usage: Update,
+    ) -> StoreResult<()> {
+        let mut writes = vec![
             Write::Update {
                 table: self.jobs.clone(),
                 key: job_key(&job.job_id),
@@ -588,6 +645,7 @@ impl Jobs {
                 condition: None,
             },
         ];
+        writes.extend(crate::events::outbox_write(job, event, now)?);
         self.items.transact(writes).await
     }
 
@@ -788,7 +846,7 @@ fn job_item(job: &JobRecord) -> StoreResult<Item> {
     Ok(item)
 }
 
-fn to_item<T: Serialize>(record: &T) -> StoreResult<Item> {
+pub(crate) fn to_item<T: Serialize>(record: &T) -> StoreResult<Item> {
     match serde_json::to_value(record) {
         Ok(Value::Object(item)) => Ok(item),
         Ok(_) => Err(StoreError::Internal("a record must serialise to an object".into())),
@@ -796,7 +854,7 @@ fn to_item<T: Serialize>(record: &T) -> StoreResult<Item> {
     }
 }
 
-fn from_item<T: serde::de::DeserializeOwned>(item: Item) -> StoreResult<T> {
+pub(crate) fn from_item<T: serde::de::DeserializeOwned>(item: Item) -> StoreResult<T> {
     serde_json::from_value(Value::Object(item))
         .map_err(|error| StoreError::Internal(format!("a job item does not read back: {error}")))
 }

@@ -12,6 +12,7 @@ pub mod blob;
 pub mod definitions;
 pub mod embedded;
 pub mod error;
+pub mod events;
 pub mod item;
 pub mod jobs;
 pub mod queue;

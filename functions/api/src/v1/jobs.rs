@@ -38,7 +38,7 @@ pub fn router(state: V1State) -> Router {
     protected(routes, state)
 }
 
-fn require(principal: &Principal, scope: Scope) -> Result<(), ApiError> {
+pub(crate) fn require(principal: &Principal, scope: Scope) -> Result<(), ApiError> {
     if principal.has_scope(scope) {
         Ok(())
     } else {
@@ -109,7 +109,13 @@ impl Submission<'_> {
     /// transaction, sends the queue message, and answers 201 (or the replayed first answer).
     pub async fn submit(&self, state: &V1State, body: &Value) -> Result<Answer, ApiError> {
         let plan = state.catalog.plan(self.tenant.plan);
-        let request = parse_job_request(body, plan, state.catalog, state.webhooks, rand::rng().random())?;
+        let request = parse_job_request(body, plan, state.catalog, state.webhook.rules, rand::rng().random())?;
+        if let Some(url) = &request.webhook_url {
+            let (allow_private, resolver) = (state.webhook.rules.allow_private, state.webhook.resolver.as_ref());
+            crate::ssrf::check_destination(url, allow_private, resolver)
+                .await
+                .map_err(|reason| ApiError::invalid("webhook_url", reason))?;
+        }
         let now = state.now();
         let mut job = new_job(state, self.tenant, self.user_id.clone(), &request, now);
         job.origin = self.origin.clone();
@@ -301,7 +307,11 @@ async fn show(
 ) -> Result<Json<Value>, ApiError> {
     require(&principal, Scope::JobsRead)?;
     let job = tenant_job(&state, &tenant, &job_id).await?;
-    Ok(Json(job_view(&state, &job).await?))
+    let mut view = job_view(&state, &job).await?;
+    if let Some(webhook) = super::webhooks::job_webhook_state(&state, &job).await? {
+        view["webhook"] = webhook;
+    }
+    Ok(Json(view))
 }
 
 /// How often the event stream looks at the job (every Lambda instance can serve it, so it polls
@@ -383,7 +393,7 @@ fn is_final(status: JobStatus) -> bool {
 }
 
 /// The spec's shape for the job's state.
-async fn job_view(state: &V1State, job: &JobRecord) -> Result<Value, ApiError> {
+pub(crate) async fn job_view(state: &V1State, job: &JobRecord) -> Result<Value, ApiError> {
     Ok(match job.status {
         JobStatus::Queued => {
             let ahead = state.jobs.queued_ahead(job).await?;
@@ -488,6 +498,7 @@ async fn cancel(
         Err(error) => return Err(error.into()),
     }
     tracing::info!(job = %id, tenant = %tenant.id, refund = job.cost, "job cancelled");
+    super::webhooks::dispatch::dispatch_job(&state, &job).await;
     Ok(Json(json!({
         "job_id": job.job_id,
         "status": JobStatus::Cancelled,
@@ -531,8 +542,7 @@ async fn list(
                 .map_err(|error| ApiError::invalid("capability", error.to_string()))
         })
         .transpose()?;
-    let limit = bounded(query.limit.as_deref(), "limit", 20, 1, 100)?;
-    let offset = bounded(query.offset.as_deref(), "offset", 0, 0, u64::MAX)?;
+    let bounds = page_bounds(query.limit.as_deref(), query.offset.as_deref())?;
     let since = query
         .since
         .as_deref()
@@ -550,22 +560,35 @@ async fn list(
         .filter(|job| status.is_none_or(|wanted| job.status == wanted))
         .filter(|job| capability.is_none_or(|wanted| job.capability == wanted))
         .collect();
-    let total = jobs.len() as u64;
-    let page: Vec<Value> = jobs
+    Ok(Json(page_of("jobs", &jobs, bounds, summary)))
+}
+
+/// `limit` (1–100, default 20) and `offset` (default 0) of a list request.
+pub(crate) fn page_bounds(limit: Option<&str>, offset: Option<&str>) -> Result<(u64, u64), ApiError> {
+    Ok((
+        bounded(limit, "limit", 20, 1, 100)?,
+        bounded(offset, "offset", 0, 0, u64::MAX)?,
+    ))
+}
+
+/// One page of `rows`, rendered, under `name`, with the spec's `pagination` object.
+pub(crate) fn page_of<T>(name: &str, rows: &[T], (limit, offset): (u64, u64), render: impl Fn(&T) -> Value) -> Value {
+    let total = rows.len() as u64;
+    let page: Vec<Value> = rows
         .iter()
         .skip(usize::try_from(offset).unwrap_or(usize::MAX))
         .take(usize::try_from(limit).unwrap_or(100))
-        .map(summary)
+        .map(render)
         .collect();
-    Ok(Json(json!({
-        "jobs": page,
+    json!({
+        name: page,
         "pagination": {
             "total": total,
             "limit": limit,
             "offset": offset,
             "has_more": offset.saturating_add(limit) < total,
         },
-    })))
+    })
 }
 
 fn summary(job: &JobRecord) -> Value {

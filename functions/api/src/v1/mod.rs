@@ -7,6 +7,7 @@ pub mod jobs;
 pub mod models;
 pub mod sweep;
 pub mod users;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -16,10 +17,12 @@ use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use tessera_core::request::WebhookRules;
 use tessera_core::{Catalog, Clock, IdSource, Principal};
+use tessera_store::events::Events;
 use tessera_store::jobs::Jobs;
 use tessera_store::{BlobStore, ItemStore, Ports, Queue};
 
 pub use error::ApiError;
+pub use webhooks::{WebhookKey, WebhookSettings};
 
 use crate::auth::layer::authenticate;
 use crate::auth::{Accepts, AuthService, Guard};
@@ -44,8 +47,10 @@ pub struct V1State {
     pub ids: Arc<dyn IdSource>,
     /// Plans, models and prices.
     pub catalog: &'static Catalog,
-    /// What webhook URLs may be.
-    pub webhooks: WebhookRules,
+    /// The events repository (outbox, deliveries, webhook secrets).
+    pub events: Events,
+    /// How webhooks are checked, signed and sent.
+    pub webhook: WebhookSettings,
     /// How often the sweep runs a canary job (`None`: never).
     pub canary_every: Option<std::time::Duration>,
 }
@@ -57,18 +62,19 @@ impl V1State {
         auth: AuthService,
         clock: Arc<dyn Clock>,
         ids: Arc<dyn IdSource>,
-        webhooks: WebhookRules,
+        webhook: WebhookSettings,
     ) -> Self {
         Self {
             auth,
             jobs: Jobs::new(ports.items.clone()),
+            events: Events::new(ports.items.clone()),
             items: ports.items.clone(),
             queue: ports.queue.clone(),
             blobs: ports.blobs.clone(),
             clock,
             ids,
             catalog: Catalog::active(),
-            webhooks,
+            webhook,
             canary_every: None,
         }
     }
@@ -102,10 +108,11 @@ pub fn webhook_rules(lookup: impl Fn(&str) -> Option<String>) -> Result<WebhookR
     })
 }
 
-/// All three families on one router (the dev server); each Lambda serves one of them.
+/// Every `/api/v1` family on one router (the dev server); each Lambda serves one of them.
 pub fn router(state: V1State) -> Router {
     jobs::router(state.clone())
         .merge(users::router(state.clone()))
+        .merge(webhooks::router(state.clone()))
         .merge(models::router(state))
 }
 

@@ -3,8 +3,8 @@
 //! jobs in every lane and sends their messages. It runs on a timer in the dev server and as a
 //! scheduled Lambda on AWS. A message sent twice is harmless: claiming a job is conditional.
 //! It also fails, with `WORKER_TIMEOUT` and `retry_available`, running jobs whose worker stopped
-//! renewing its lease long ago (and refunds them), and, when the canary is on, runs a canary job
-//! on its schedule (see [`super::canary`]).
+//! renewing its lease long ago (and refunds them), dispatches job events a crash left in the
+//! outbox, and, when the canary is on, runs a canary job on its schedule (see [`super::canary`]).
 
 use tessera_core::{Capability, JobMessage, Priority, TenantId};
 use tessera_store::StoreResult;
@@ -31,6 +31,8 @@ pub struct SweepReport {
     pub failed: usize,
     /// Running jobs failed with `WORKER_TIMEOUT` because their worker vanished.
     pub timed_out: usize,
+    /// Job events whose dispatch had not finished (a crash, or a queue that was down).
+    pub events: usize,
     /// The pipeline's health from the canary (when it is on).
     pub pipeline: Option<&'static str>,
 }
@@ -52,6 +54,7 @@ pub async fn sweep(state: &V1State) -> StoreResult<SweepReport> {
         }
     }
     report.timed_out = time_out_lapsed(state, None).await?;
+    report.events = super::webhooks::dispatch::dispatch_stale(state).await?;
     if let Some(every) = state.canary_every {
         match super::canary::run(state, every).await {
             Ok(health) => {
@@ -66,11 +69,12 @@ pub async fn sweep(state: &V1State) -> StoreResult<SweepReport> {
             Err(error) => tracing::warn!(?error, "the canary could not run"),
         }
     }
-    if report.resent + report.failed + report.timed_out > 0 {
+    if report.resent + report.failed + report.timed_out + report.events > 0 {
         tracing::info!(
             resent = report.resent,
             failed = report.failed,
             timed_out = report.timed_out,
+            events = report.events,
             "sweep"
         );
     }
@@ -95,7 +99,10 @@ pub async fn time_out_lapsed(state: &V1State, tenant: Option<&TenantId>) -> Stor
             ),
         };
         match state.jobs.fail(&job, None, &error, true, now).await {
-            Ok(()) => timed_out += 1,
+            Ok(()) => {
+                timed_out += 1;
+                super::webhooks::dispatch::dispatch_job(state, &job).await;
+            }
             Err(tessera_store::StoreError::Conflict(_)) => {}
             Err(error) => return Err(error),
         }

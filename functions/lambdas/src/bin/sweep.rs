@@ -1,6 +1,7 @@
 //! The repair sweep of `/api/v1` as a scheduled Lambda (EventBridge, every minute): sends the
-//! queue messages of jobs whose first send never happened, fails jobs whose worker vanished, and
-//! runs a canary job every `TESSERA_CANARY_SECONDS` (60–86400; unset: no canary).
+//! queue messages of jobs whose first send never happened, fails jobs whose worker vanished,
+//! dispatches job events a crash left in the outbox, and runs a canary job every
+//! `TESSERA_CANARY_SECONDS` (60–86400; unset: no canary).
 
 use lambda_http::lambda_runtime::{self, LambdaEvent, service_fn};
 use serde_json::{Value, json};
@@ -17,6 +18,7 @@ async fn main() -> Result<(), lambda_http::Error> {
             "resent": report.resent,
             "failed": report.failed,
             "timed_out": report.timed_out,
+            "events": report.events,
             "pipeline": report.pipeline,
         }))
     }))

@@ -13,4 +13,6 @@ mod jobs_api;
 mod lambdas;
 mod queues;
 mod support;
+mod verify_snippet;
+mod webhooks;
 mod worker;

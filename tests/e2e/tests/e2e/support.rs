@@ -9,7 +9,8 @@ use rand::distr::Alphanumeric;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tessera_api::auth::{AuthConfig, AuthService, JwtKeys};
-use tessera_api::v1::V1State;
+use tessera_api::ssrf::{HostResolver, SystemResolver};
+use tessera_api::v1::{V1State, WebhookKey, WebhookSettings};
 use tessera_core::request::WebhookRules;
 use tessera_core::{Clock, RandomIds};
 use tessera_store::aws::AwsStore;
@@ -191,6 +192,8 @@ fn require_emulator() {
 
 /// The JWT signing secret of every test app.
 pub const TEST_JWT_SECRET: &str = "e2e-secret-0123456789abcdef0123456789";
+/// The key webhook secrets are derived from in every test app.
+pub const TEST_WEBHOOK_KEY: &str = "e2e-webhook-key-0123456789abcdef0123";
 /// The kid of that secret.
 pub const TEST_JWT_KID: &str = "e2e1";
 
@@ -218,6 +221,20 @@ impl TestApp {
 
     /// Serves every family over `backend`, with the API sending job messages through `queue`.
     pub async fn spawn_with_queue(backend: Backend, queue: Arc<dyn Queue>) -> Self {
+        let open = WebhookRules {
+            allow_http: true,
+            allow_private: true,
+        };
+        Self::serve(backend, queue, webhook_settings(open, Arc::new(SystemResolver))).await
+    }
+
+    /// Serves every family over `backend`, with webhooks checked and sent by `webhook`.
+    pub async fn spawn_with_webhooks(backend: Backend, webhook: WebhookSettings) -> Self {
+        let queue = backend.queue.clone();
+        Self::serve(backend, queue, webhook).await
+    }
+
+    async fn serve(backend: Backend, queue: Arc<dyn Queue>, webhook: WebhookSettings) -> Self {
         let keys =
             JwtKeys::parse(&format!("{TEST_JWT_KID}:{TEST_JWT_SECRET}"), "tessera", "tessera-api").expect("keys");
         let auth = AuthService::new(
@@ -243,10 +260,7 @@ impl TestApp {
             auth.clone(),
             Arc::new(backend.clock.clone()),
             Arc::new(RandomIds),
-            WebhookRules {
-                allow_http: true,
-                allow_private: true,
-            },
+            webhook,
         );
         let base = tessera_dev::spawn_app(&dev_backend, auth.clone(), v1.clone())
             .await
@@ -285,6 +299,13 @@ impl TestApp {
         let (_, _, body) = self.signup().await;
         body["tokens"]["access_token"].as_str().expect("token").to_owned()
     }
+}
+
+/// Webhook settings with the test key, `rules`, `resolver` and a 1 s timeout (so that a
+/// receiver that hangs fails an attempt quickly).
+pub fn webhook_settings(rules: WebhookRules, resolver: Arc<dyn HostResolver>) -> WebhookSettings {
+    let key = WebhookKey::parse(TEST_WEBHOOK_KEY).expect("key");
+    WebhookSettings::with(rules, key, resolver, Duration::from_secs(1))
 }
 
 /// A client that says it comes from `ip`.

@@ -543,8 +543,9 @@ async fn a_job_comfyui_refuses_after_its_claim_is_given_back_and_runs_again(back
 }
 
 async fn with_a_concurrency_of_two_the_next_prompt_waits_inside_comfyui(backend: Backend) {
+    // Long enough that the second job's creation lands inside the first run on a loaded machine.
     let fake = FakeComfy::start(FakeConfig {
-        job_duration: Duration::from_millis(600),
+        job_duration: Duration::from_millis(1500),
         steps: 2,
     })
     .await;
