@@ -217,3 +217,72 @@ async fn the_dev_server_runs_jobs_on_its_in_process_worker() {
         .expect("graceful stop")
         .expect("server");
 }
+
+#[tokio::test]
+async fn the_dev_server_delivers_a_signed_webhook_with_its_own_consumer() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut config = config(BackendKind::Embedded, dir.path());
+    config.webhooks.allow_http = true;
+    config.webhooks.allow_private = true;
+    let (base, _stop, _server) = spawn_app(config).await;
+    let receiver = tessera_fakes::webhook::WebhookReceiver::start().await;
+    let client = reqwest::Client::new();
+    let signup = json!({"email": format!("{}@example.com", unique("hooks")), "password": "correct horse battery staple", "name": "H"});
+    let session: Value = client
+        .post(format!("{base}/api/auth/signup"))
+        .json(&signup)
+        .send()
+        .await
+        .expect("signup")
+        .json()
+        .await
+        .expect("json");
+    let token = session["tokens"]["access_token"].as_str().expect("token");
+    let secret: Value = client
+        .post(format!("{base}/api/v1/webhooks/secret"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("secret")
+        .json()
+        .await
+        .expect("json");
+    let secret = secret["secret"].as_str().expect("secret");
+    let body = json!({"capability": "image", "params": {"prompt": "a red fox"}, "webhook_url": receiver.url("/fox")});
+    let created: Value = client
+        .post(format!("{base}/api/v1/jobs"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let job = created["job_id"].as_str().expect("job id");
+    let cancelled = client
+        .delete(format!("{base}/api/v1/jobs/{job}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("cancel");
+    assert_eq!(cancelled.status(), 200);
+
+    let received = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(received[0].json()["event"], "job.cancelled");
+    let header = received[0].header("x-tessera-signature").expect("signed");
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    assert_eq!(
+        tessera_fakes::webhook::verify_signature(header, &[secret], received[0].body.as_bytes(), now, 300),
+        Ok(0)
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("webhook.key"))
+            .expect("the key file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the webhook key is readable by its owner only");
+    }
+}
