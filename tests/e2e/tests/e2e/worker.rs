@@ -40,17 +40,17 @@ static LANE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A Pro user, a service key, a fake ComfyUI and a worker serving only the image/high lane
 /// (no other test queues there, so the worker never takes a job of another test).
-struct Rig {
+pub(crate) struct Rig {
     _turn: tokio::sync::MutexGuard<'static, ()>,
-    app: TestApp,
+    pub(crate) app: TestApp,
     token: String,
-    fake: FakeComfy,
+    pub(crate) fake: FakeComfy,
     stop: Option<oneshot::Sender<()>>,
     worker: tokio::task::JoinHandle<Tally>,
     /// The worker's own endpoints (`/worker/*`).
     endpoints: String,
     /// The worker's service key.
-    key: String,
+    pub(crate) key: String,
 }
 
 async fn rig(backend: Backend, config: FakeConfig) -> Rig {
@@ -62,23 +62,27 @@ async fn rig(backend: Backend, config: FakeConfig) -> Rig {
 /// A rig whose worker talks to ComfyUI at `comfy_url` (which `fake` may or may not serve).
 /// A worker's limits in a rig.
 #[derive(Clone, Copy)]
-struct Limits {
-    max_job_time: Option<Duration>,
-    drain_grace: Duration,
-    concurrency: usize,
+pub(crate) struct Limits {
+    pub(crate) max_job_time: Option<Duration>,
+    pub(crate) drain_grace: Duration,
+    pub(crate) concurrency: usize,
+    /// The lanes the worker serves (image/high only by default: no other test queues there).
+    pub(crate) lanes: &'static [Priority],
 }
 
-const LIMITS: Limits = Limits {
+pub(crate) const LIMITS: Limits = Limits {
     max_job_time: None,
     drain_grace: Duration::from_secs(10),
     concurrency: 1,
+    lanes: &[Priority::High],
 };
 
-async fn rig_with(backend: Backend, fake: FakeComfy, comfy_url: &str, limits: Limits) -> Rig {
+pub(crate) async fn rig_with(backend: Backend, fake: FakeComfy, comfy_url: &str, limits: Limits) -> Rig {
     let Limits {
         max_job_time,
         drain_grace,
         concurrency,
+        lanes,
     } = limits;
     let turn = LANE.lock().await;
     let app = TestApp::spawn(backend).await;
@@ -125,7 +129,7 @@ async fn rig_with(backend: Backend, fake: FakeComfy, comfy_url: &str, limits: Li
         blobs: app.backend.blobs.clone(),
         workflows,
         capabilities: vec![Capability::Image],
-        priorities: vec![Priority::High],
+        priorities: lanes.to_vec(),
         poll_wait: Duration::from_millis(200),
         status,
         max_job_time,
