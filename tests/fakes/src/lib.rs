@@ -1,9 +1,12 @@
 //! Loopback servers that speak the wire protocols of what cannot run here: ComfyUI with a GPU
-//! model (built from recordings of a real ComfyUI), and a customer's webhook endpoint (with
-//! oracles for the signature header and the event body). A dev-dependency only.
+//! model (built from recordings of a real ComfyUI), a customer's webhook endpoint (with oracles
+//! for the signature header and the event body), and the Telegram Bot API (a fake that
+//! teloxide can talk to, recording every call and each chat's messages). A dev-dependency only.
 
 pub mod comfy;
+pub mod telegram;
 pub mod webhook;
 
 pub use comfy::{Failure, FakeComfy, FakeConfig};
+pub use telegram::{ApiCall, FakeTelegram, UploadedFile};
 pub use webhook::{ReceivedWebhook, Reply, WebhookReceiver, check_event_shape, verify_signature};

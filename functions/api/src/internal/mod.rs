@@ -10,9 +10,13 @@
 //! | `POST /api/internal/jobs/{id}/fail` | `{worker_id, attempt, code, message, details?, retryable}` | `{"status": "FAILED", "cancelled": false}` |
 //! | `POST /api/internal/jobs/{id}/release` | `{worker_id, attempt, reason?}` | `{"status": "QUEUED", "cancelled": false}`: the attempt gave the job back unfinished (ComfyUI went away, or the worker is stopping); it is queued again and the attempt is not counted |
 //!
+//! The chat bots' questions about their users (usage, active jobs, cancel) are in [`chat`].
+//!
 //! Every lifecycle call is a conditional transition on the job's state, worker and attempt. When
 //! the attempt is no longer the job's (cancelled, finished, or re-claimed by another worker) the
 //! answer is 409 with `cancelled` telling the worker to interrupt and drop it.
+
+pub mod chat;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -55,6 +59,7 @@ pub fn router(state: V1State) -> Router {
         .route("/api/internal/jobs/{job_id}/complete", post(complete))
         .route("/api/internal/jobs/{job_id}/fail", post(fail))
         .route("/api/internal/jobs/{job_id}/release", post(release))
+        .merge(chat::routes())
         .layer(from_fn_with_state(guard, authenticate))
         .with_state(state)
 }

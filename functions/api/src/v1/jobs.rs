@@ -478,6 +478,12 @@ async fn cancel(
 ) -> Result<Json<Value>, ApiError> {
     require(&principal, Scope::JobsWrite)?;
     let job = tenant_job(&state, &tenant, &job_id).await?;
+    cancel_job(&state, &tenant, job).await.map(Json)
+}
+
+/// Cancels the tenant's job and refunds it, once: the answer of `DELETE /api/v1/jobs/{id}`, or
+/// 409 when the job is already final.
+pub(crate) async fn cancel_job(state: &V1State, tenant: &TenantRecord, job: JobRecord) -> Result<Value, ApiError> {
     let id = job.job_id.clone();
     let now = state.now();
     match state.jobs.cancel(&job, now).await {
@@ -498,13 +504,13 @@ async fn cancel(
         Err(error) => return Err(error.into()),
     }
     tracing::info!(job = %id, tenant = %tenant.id, refund = job.cost, "job cancelled");
-    super::webhooks::dispatch::dispatch_job(&state, &job).await;
-    Ok(Json(json!({
+    super::webhooks::dispatch::dispatch_job(state, &job).await;
+    Ok(json!({
         "job_id": job.job_id,
         "status": JobStatus::Cancelled,
         "cancelled_at": timestamp(now),
         "refund_tokens": Tokens(job.cost),
-    })))
+    }))
 }
 
 #[derive(Deserialize)]

@@ -22,6 +22,7 @@ conformance!(
     only_service_credentials_reach_the_internal_routes,
     a_bot_creates_jobs_for_chat_users_under_their_own_quota,
     the_eta_shares_the_queue_among_live_workers,
+    a_bot_sees_and_cancels_only_its_chat_users_own_jobs,
 );
 
 struct World {
@@ -504,4 +505,112 @@ async fn the_eta_shares_the_queue_among_live_workers(backend: Backend) {
     world.app.backend.clock.advance(time::Duration::seconds(91));
     let job = world.job(last["job_id"].as_str().expect("id")).await;
     assert_eq!(job["estimated_time_seconds"], 15, "silent workers no longer count");
+}
+
+async fn a_bot_sees_and_cancels_only_its_chat_users_own_jobs(backend: Backend) {
+    let world = world(backend, PlanTier::Free).await;
+    let owner = format!("telegram:{}", rand::random::<u32>());
+    let other = format!("telegram:{}", rand::random::<u32>());
+    let (status, created) = world
+        .call(
+            Method::POST,
+            "/api/internal/jobs",
+            &world.service,
+            Some(chat_job(&owner)),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let job = created["job_id"].as_str().expect("id");
+
+    let (status, mine) = world
+        .call(
+            Method::GET,
+            &format!("/api/internal/chat-users/{owner}/jobs/{job}"),
+            &world.service,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{mine}");
+    assert_eq!(mine["params"]["prompt"], "a beautiful sunset");
+    assert_eq!(mine["params"]["resolution"], "1024x1024");
+    assert!(mine["params"]["seed"].is_u64());
+    let (_, active) = world
+        .call(
+            Method::GET,
+            &format!("/api/internal/chat-users/{owner}/jobs"),
+            &world.service,
+            None,
+        )
+        .await;
+    assert_eq!(active["jobs"][0]["job_id"], job);
+    assert!(
+        active["jobs"][0]["queue_position"]
+            .as_u64()
+            .is_some_and(|position| position >= 1),
+        "{active}"
+    );
+
+    for method in [Method::GET, Method::DELETE] {
+        let path = format!("/api/internal/chat-users/{other}/jobs/{job}");
+        let (status, _) = world.call(method.clone(), &path, &world.service, None).await;
+        assert_eq!(status, 404, "{method} of another chat user's job");
+    }
+    let (_, unseen) = world
+        .call(
+            Method::GET,
+            &format!("/api/internal/chat-users/{other}/usage"),
+            &world.service,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (&unseen["plan"]["id"], &unseen["tokens_used_today"]),
+        (&json!("free"), &json!(0.0))
+    );
+    assert!(
+        world
+            .app
+            .auth
+            .accounts()
+            .chat_user(&other)
+            .await
+            .expect("read")
+            .is_none(),
+        "asking creates nothing"
+    );
+    let (_, usage) = world
+        .call(
+            Method::GET,
+            &format!("/api/internal/chat-users/{owner}/usage"),
+            &world.service,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (&usage["tokens_used_today"], &usage["tokens_remaining_today"]),
+        (&json!(1.0), &json!(9.0))
+    );
+
+    let path = format!("/api/internal/chat-users/{owner}/jobs/{job}");
+    let (status, cancelled) = world.call(Method::DELETE, &path, &world.service, None).await;
+    assert_eq!(
+        (status.as_u16(), &cancelled["status"]),
+        (200, &json!("CANCELLED")),
+        "{cancelled}"
+    );
+    let (status, _) = world.call(Method::DELETE, &path, &world.service, None).await;
+    assert_eq!(status, 409, "once");
+
+    let (_, models) = world
+        .call(Method::GET, "/api/internal/models", &world.service, None)
+        .await;
+    let ids: Vec<&str> = models["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert!(ids.contains(&"sdxl") && !ids.contains(&"canary"), "{ids:?}");
+    let (status, _) = world.call(Method::GET, "/api/internal/models", &world.user, None).await;
+    assert_eq!(status, 401, "user credentials never reach the internal routes");
 }

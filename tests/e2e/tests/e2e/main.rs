@@ -13,6 +13,7 @@ mod jobs_api;
 mod lambdas;
 mod queues;
 mod support;
+mod telegram;
 mod verify_snippet;
 mod webhooks;
 mod worker;

@@ -1,0 +1,216 @@
+//! The bot's client of Tessera's internal API (service key): create a job for a chat user, and
+//! ask about their usage, active jobs, one job, or cancel one. Errors keep the API's code and
+//! message so that the chat can say what went wrong in plain words.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// An answer that was not a success: the API's error object, or why there was none.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ApiFailure {
+    /// The HTTP status (0 when the API could not be reached).
+    pub status: u16,
+    /// E.g. `QUOTA_EXCEEDED`, or `UNREACHABLE`.
+    pub code: String,
+    /// One sentence.
+    pub message: String,
+    /// The field at fault or the limit, as text.
+    pub details: Option<String>,
+}
+
+/// A job the API accepted.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Created {
+    /// Its id.
+    pub job_id: String,
+    /// Jobs ahead of it, plus one.
+    pub queue_position: u64,
+    /// Seconds until it is done, roughly.
+    pub estimated_time_seconds: u64,
+    /// Tokens left today after it (absent on a replayed answer).
+    #[serde(default)]
+    pub tokens_remaining_today: Option<f64>,
+    /// Whether this answer replays an earlier request with the same idempotency key.
+    #[serde(skip)]
+    pub replayed: bool,
+}
+
+/// The internal API, as this bot uses it.
+#[derive(Debug, Clone)]
+pub struct TesseraApi {
+    http: reqwest::Client,
+    base: String,
+    key: String,
+}
+
+impl TesseraApi {
+    /// A client of the API at `base` with `service_key`.
+    pub fn new(base: &str, service_key: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("a plain HTTP client builds");
+        Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            key: service_key.to_owned(),
+        }
+    }
+
+    /// `POST /api/internal/jobs` for `user_ref` with `params`, idempotent by `idempotency_key`.
+    pub async fn create_job(
+        &self,
+        bot_id: &str,
+        user_ref: &str,
+        reply_context: Value,
+        params: Value,
+        idempotency_key: &str,
+    ) -> Result<Created, ApiFailure> {
+        let body = json!({
+            "frontend": "telegram",
+            "bot_id": bot_id,
+            "capability": "image",
+            "user_ref": user_ref,
+            "reply_context": reply_context,
+            "params": params,
+        });
+        let request = self
+            .http
+            .post(format!("{}/api/internal/jobs", self.base))
+            .bearer_auth(&self.key)
+            .header("Idempotency-Key", idempotency_key)
+            .json(&body);
+        let response = request.send().await.map_err(unreachable)?;
+        let replayed = response.headers().contains_key("idempotent-replayed");
+        let mut created: Created = answer(response).await?;
+        created.replayed = replayed;
+        Ok(created)
+    }
+
+    /// The chat user's plan and today's tokens.
+    pub async fn usage(&self, user_ref: &str) -> Result<Value, ApiFailure> {
+        self.get(&format!("/api/internal/chat-users/{}/usage", path(user_ref)))
+            .await
+    }
+
+    /// The chat user's queued and running jobs, newest first.
+    pub async fn active_jobs(&self, user_ref: &str) -> Result<Vec<Value>, ApiFailure> {
+        let body = self
+            .get(&format!("/api/internal/chat-users/{}/jobs", path(user_ref)))
+            .await?;
+        Ok(body["jobs"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// One of the chat user's jobs, with the request it was made from.
+    pub async fn job(&self, user_ref: &str, job_id: &str) -> Result<Value, ApiFailure> {
+        self.get(&format!(
+            "/api/internal/chat-users/{}/jobs/{}",
+            path(user_ref),
+            path(job_id)
+        ))
+        .await
+    }
+
+    /// Cancels one of the chat user's jobs.
+    pub async fn cancel(&self, user_ref: &str, job_id: &str) -> Result<Value, ApiFailure> {
+        let url = format!(
+            "{}/api/internal/chat-users/{}/jobs/{}",
+            self.base,
+            path(user_ref),
+            path(job_id)
+        );
+        let response = self
+            .http
+            .delete(url)
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        answer(response).await
+    }
+
+    /// The models a chat user may be offered.
+    pub async fn models(&self) -> Result<Vec<Value>, ApiFailure> {
+        let body = self.get("/api/internal/models").await?;
+        Ok(body["models"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Downloads an artifact from its signed URL.
+    pub async fn download(&self, url: &str) -> Result<Vec<u8>, ApiFailure> {
+        let response = self.http.get(url).send().await.map_err(unreachable)?;
+        if !response.status().is_success() {
+            return Err(ApiFailure {
+                status: response.status().as_u16(),
+                code: "DOWNLOAD_FAILED".into(),
+                message: format!("the artifact answered {}", response.status()),
+                details: None,
+            });
+        }
+        Ok(response.bytes().await.map_err(unreachable)?.to_vec())
+    }
+
+    async fn get(&self, route: &str) -> Result<Value, ApiFailure> {
+        let response = self
+            .http
+            .get(format!("{}{route}", self.base))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        answer(response).await
+    }
+}
+
+/// A path segment, percent-encoded where it must be (`telegram:123` stays readable).
+fn path(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b':' => char::from(b).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+async fn answer<T: serde::de::DeserializeOwned>(response: reqwest::Response) -> Result<T, ApiFailure> {
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if status.is_success() {
+        return serde_json::from_value(body).map_err(|error| ApiFailure {
+            status: status.as_u16(),
+            code: "BAD_ANSWER".into(),
+            message: error.to_string(),
+            details: None,
+        });
+    }
+    let error = &body["error"];
+    let details = match &error["details"] {
+        Value::Null => None,
+        Value::String(text) => Some(text.clone()),
+        Value::Object(fields) => fields.get("reason").and_then(Value::as_str).map(|reason| {
+            match fields.get("field").and_then(Value::as_str) {
+                Some(field) => format!("{field} {reason}"),
+                None => reason.to_owned(),
+            }
+        }),
+        other => Some(other.to_string()),
+    };
+    Err(ApiFailure {
+        status: status.as_u16(),
+        code: error["code"].as_str().unwrap_or("HTTP_ERROR").to_owned(),
+        message: error["message"].as_str().unwrap_or(status.as_str()).to_owned(),
+        details,
+    })
+}
+
+fn unreachable(error: reqwest::Error) -> ApiFailure {
+    ApiFailure {
+        status: 0,
+        code: "UNREACHABLE".into(),
+        message: format!("Tessera did not answer: {error}"),
+        details: None,
+    }
+}

@@ -1,0 +1,139 @@
+//! What a chat bot asks about its users, beyond creating jobs: the models it may offer, a chat
+//! user's usage, their active jobs, one of their jobs (to repeat it from a button), and
+//! cancelling one. A chat user is named by `user_ref` (`telegram:<id>`); a job of someone else's
+//! answers 404, and asking about a chat user never seen before creates nothing.
+//!
+//! | route | answer |
+//! | --- | --- |
+//! | `GET /api/internal/models` | `{"models": [...]}` as `GET /api/v1/models` |
+//! | `GET /api/internal/chat-users/{user_ref}/usage` | `{plan, tokens_used_today, tokens_remaining_today, daily_token_limit, reset_at}` |
+//! | `GET /api/internal/chat-users/{user_ref}/jobs` | `{"jobs": [...]}`: the user's queued and running jobs, newest first |
+//! | `GET /api/internal/chat-users/{user_ref}/jobs/{job_id}` | the job's request: `{job_id, status, capability, model, params}` |
+//! | `DELETE /api/internal/chat-users/{user_ref}/jobs/{job_id}` | the public cancel's answer |
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use tessera_core::{JobId, JobStatus, PlanTier, Tokens};
+use tessera_store::accounts::TenantRecord;
+use tessera_store::jobs::JobRecord;
+
+use crate::auth::routes::timestamp;
+use crate::v1::{ApiError, V1State};
+
+/// The routes (the caller adds the service-credential layer).
+pub fn routes() -> Router<V1State> {
+    Router::new()
+        .route("/api/internal/models", get(models))
+        .route("/api/internal/chat-users/{user_ref}/usage", get(usage))
+        .route("/api/internal/chat-users/{user_ref}/jobs", get(active_jobs))
+        .route(
+            "/api/internal/chat-users/{user_ref}/jobs/{job_id}",
+            get(job).delete(cancel),
+        )
+}
+
+async fn models(State(state): State<V1State>) -> Json<Value> {
+    let offered: Vec<_> = state
+        .catalog
+        .models_for(None)
+        .into_iter()
+        .filter(|model| model.cost_multiplier > 0.0)
+        .collect();
+    Json(json!({ "models": offered }))
+}
+
+/// The chat user's tenant, if they were ever seen.
+async fn tenant_of(state: &V1State, user_ref: &str) -> Result<Option<TenantRecord>, ApiError> {
+    let accounts = state.auth.accounts();
+    let Some(user) = accounts.chat_user(user_ref).await? else {
+        return Ok(None);
+    };
+    Ok(accounts.tenant(&user.tenant_id).await?)
+}
+
+async fn usage(State(state): State<V1State>, Path(user_ref): Path<String>) -> Result<Json<Value>, ApiError> {
+    let tenant = tenant_of(&state, &user_ref).await?;
+    let tier = tenant.as_ref().map_or(PlanTier::Free, |tenant| tenant.plan);
+    let plan = state.catalog.plan(tier);
+    let used = match &tenant {
+        Some(tenant) => state.tokens_used_today(&tenant.id).await?,
+        None => 0,
+    };
+    let limit = Tokens::whole(plan.daily_token_limit).0;
+    let now = state.now();
+    Ok(Json(json!({
+        "plan": { "id": tier, "name": plan.name },
+        "tokens_used_today": Tokens(used),
+        "tokens_remaining_today": Tokens(limit.saturating_sub(used)),
+        "daily_token_limit": plan.daily_token_limit,
+        "reset_at": timestamp(now - now.rem_euclid(86_400) + 86_400),
+    })))
+}
+
+async fn active_jobs(State(state): State<V1State>, Path(user_ref): Path<String>) -> Result<Json<Value>, ApiError> {
+    let Some(tenant) = tenant_of(&state, &user_ref).await? else {
+        return Ok(Json(json!({ "jobs": [] })));
+    };
+    let mut jobs = Vec::new();
+    for job in state.jobs.list_for(&tenant.id, None).await? {
+        if !matches!(job.status, JobStatus::Queued | JobStatus::Running) {
+            continue;
+        }
+        let mut row = json!({
+            "job_id": job.job_id,
+            "status": job.status,
+            "model": job.model,
+            "prompt": job.params.prompt,
+            "progress": job.progress,
+            "created_at": timestamp(job.created_at),
+        });
+        if job.status == JobStatus::Queued {
+            row["queue_position"] = json!(state.jobs.queued_ahead(&job).await? + 1);
+        }
+        jobs.push(row);
+    }
+    Ok(Json(json!({ "jobs": jobs })))
+}
+
+/// The chat user's job with this id; 404 alike for a malformed, missing or foreign one.
+async fn users_job(state: &V1State, user_ref: &str, raw_id: &str) -> Result<(TenantRecord, JobRecord), ApiError> {
+    let id = JobId::parse(raw_id).map_err(|_| ApiError::job_not_found())?;
+    let tenant = tenant_of(state, user_ref).await?.ok_or_else(ApiError::job_not_found)?;
+    let job = state
+        .jobs
+        .get_for(&tenant.id, &id)
+        .await?
+        .ok_or_else(ApiError::job_not_found)?;
+    Ok((tenant, job))
+}
+
+async fn job(
+    State(state): State<V1State>,
+    Path((user_ref, job_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let (_, job) = users_job(&state, &user_ref, &job_id).await?;
+    Ok(Json(json!({
+        "job_id": job.job_id,
+        "status": job.status,
+        "capability": job.capability,
+        "model": job.model,
+        "params": {
+            "prompt": job.params.prompt,
+            "negative_prompt": job.params.negative_prompt,
+            "resolution": job.params.resolution,
+            "steps": job.params.steps,
+            "seed": job.params.seed,
+            "model": job.model,
+        },
+    })))
+}
+
+async fn cancel(
+    State(state): State<V1State>,
+    Path((user_ref, job_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let (tenant, job) = users_job(&state, &user_ref, &job_id).await?;
+    crate::v1::jobs::cancel_job(&state, &tenant, job).await.map(Json)
+}
