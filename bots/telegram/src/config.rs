@@ -1,10 +1,9 @@
 //! The bot's configuration, read once from the environment; a missing or bad value stops the
 //! bot with a message that names the variable.
 
-use std::path::PathBuf;
-
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use tessera_chat::queue::QueueBackend;
 
 /// How the bot hears about updates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,16 +40,7 @@ pub struct Config {
     pub callback_secret: Vec<u8>,
     /// `TESSERA_BACKEND` / `TESSERA_DATA_DIR` / `TESSERA_RESOURCE_PREFIX`: where the notify queue
     /// is, as for the API and the worker.
-    pub backend: Backend,
-}
-
-/// Where the notify queue lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Backend {
-    /// The embedded store in this folder, shared with `cargo run`.
-    Embedded(PathBuf),
-    /// SQS, with this resource prefix.
-    Aws(String),
+    pub backend: QueueBackend,
 }
 
 /// A variable with a value that cannot be used.
@@ -139,13 +129,7 @@ impl Config {
             Some(_) => return Err(invalid("TELEGRAM_CALLBACK_SECRET", "must be at least 32 characters")),
             None => derived_secret(&token),
         };
-        let backend = match read("TESSERA_BACKEND").as_deref() {
-            None | Some("embedded") => {
-                Backend::Embedded(read("TESSERA_DATA_DIR").map_or_else(|| PathBuf::from(".tessera"), PathBuf::from))
-            }
-            Some("aws") => Backend::Aws(read("TESSERA_RESOURCE_PREFIX").unwrap_or_else(|| "tessera".into())),
-            Some(_) => return Err(invalid("TESSERA_BACKEND", "expected 'embedded' or 'aws'")),
-        };
+        let backend = QueueBackend::from_lookup(&lookup).map_err(|(variable, reason)| invalid(variable, &reason))?;
         Ok(Self {
             token,
             telegram_api_url,
@@ -193,7 +177,7 @@ mod tests {
         let config = config(&[]).expect("valid");
         assert_eq!(config.mode, Mode::Polling);
         assert_eq!(config.api_url, "http://127.0.0.1:8000");
-        assert_eq!(config.backend, Backend::Embedded(PathBuf::from(".tessera")));
+        assert_eq!(config.backend, QueueBackend::Embedded(".tessera".into()));
         assert_eq!(config.callback_secret.len(), 32);
     }
 

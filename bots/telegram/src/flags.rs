@@ -17,22 +17,7 @@ const MAX_ECHOED_CHARS: usize = 32;
 /// The example shown with mistakes that are not about one option.
 const EXAMPLE: &str = "/imagine a red fox in the snow --ar 16:9 --steps 30";
 
-/// What one `/imagine` asks for, once its options are taken out of the text.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ImagineRequest {
-    /// The prompt: every word that is not an option or an option's value, joined by single spaces.
-    pub prompt: String,
-    /// The negative prompt (`--no`): what the image should leave out.
-    pub negative: Option<String>,
-    /// The output size as `WxH` in pixels, from `--res` or worked out from `--ar`.
-    pub resolution: Option<String>,
-    /// Sampling steps (`--steps`, 1 to 150).
-    pub steps: Option<u32>,
-    /// The seed (`--seed`), to repeat a result.
-    pub seed: Option<u64>,
-    /// The model id (`--model`), e.g. `sdxl`.
-    pub model: Option<String>,
-}
+pub use tessera_chat::ImagineRequest;
 
 /// An option `/imagine` understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -3,16 +3,18 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use teloxide::prelude::*;
 use teloxide::types::{CallbackQuery, MessageId, ReplyParameters, Update, UpdateKind, User};
 use teloxide::utils::command::BotCommands;
 
-use crate::callback::{Action, CallbackError, CallbackKey};
-use crate::flags::{ImagineRequest, parse_imagine};
-use crate::notify::Seen;
-use crate::tessera::{ApiFailure, Created, TesseraApi};
-use crate::text;
+use tessera_chat::ImagineRequest;
+use tessera_chat::buttons::{Action, CallbackError, CallbackKey};
+use tessera_chat::seen::Seen;
+use tessera_chat::tessera::{ApiFailure, Created, TesseraApi};
+use tessera_chat::text;
+
+use crate::flags::parse_imagine;
 
 /// How many jobs a 🔎 Variations press starts, each with a new seed.
 pub const VARIATIONS: usize = 2;
@@ -156,22 +158,6 @@ async fn imagine(
     start_job(state, message.chat.id, message.id, user, &request, &key).await
 }
 
-/// The job parameters of a request, in the API's names.
-fn params_of(request: &ImagineRequest) -> Value {
-    let mut params = json!({ "prompt": request.prompt });
-    let mut set = |name: &str, value: Value| {
-        if !value.is_null() {
-            params[name] = value;
-        }
-    };
-    set("negative_prompt", json!(request.negative));
-    set("resolution", json!(request.resolution));
-    set("steps", json!(request.steps));
-    set("seed", json!(request.seed));
-    set("model", json!(request.model));
-    params
-}
-
 /// Answers "Queued…" under `reply_to`, creates the job (idempotent by `key`), and turns the
 /// answer into "Queued, N ahead" or the error in plain words. A replayed creation (a
 /// redelivered update) removes its extra message: one request, one job, one status message.
@@ -199,7 +185,7 @@ async fn start_job(
     let user_ref = user_ref(user);
     let answer = state
         .api
-        .create_job(&state.bot_id, &user_ref, context, params_of(request), key)
+        .create_job("telegram", &state.bot_id, &user_ref, context, request.params(), key)
         .await;
     let text = match answer {
         // The same update again (its key is derived from the update): the first one's status
@@ -221,25 +207,7 @@ async fn start_job(
 
 /// An API failure in plain words, with the tokens left when it is about the quota.
 async fn failure_text(state: &BotState, user_ref: &str, failure: &ApiFailure) -> String {
-    let tokens_left = match failure.code.as_str() {
-        "QUOTA_EXCEEDED" => state
-            .api
-            .usage(user_ref)
-            .await
-            .ok()
-            .and_then(|usage| usage["tokens_remaining_today"].as_f64()),
-        _ => None,
-    };
-    let quota = text::QuotaState {
-        tokens_left,
-        now_unix: now_unix(),
-    };
-    text::error_text(&failure.code, &failure.message, failure.details.as_deref(), &quota)
-}
-
-/// Now, in unix seconds.
-pub fn now_unix() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
+    state.api.failure_text(user_ref, failure).await
 }
 
 async fn models(state: &BotState, message: &Message) -> anyhow::Result<()> {
@@ -262,16 +230,9 @@ async fn models(state: &BotState, message: &Message) -> anyhow::Result<()> {
                 .collect();
             format!("Models (use --model <id>):\n{}", lines.join("\n"))
         }
-        Err(failure) => text::error_text(&failure.code, &failure.message, None, &quota_now()),
+        Err(failure) => text::plain_error(&failure.code, &failure.message, None),
     };
     reply(state, message, &text).await
-}
-
-fn quota_now() -> text::QuotaState {
-    text::QuotaState {
-        tokens_left: None,
-        now_unix: now_unix(),
-    }
 }
 
 async fn usage(state: &BotState, message: &Message, user: &User) -> anyhow::Result<()> {
@@ -282,9 +243,9 @@ async fn usage(state: &BotState, message: &Message, user: &User) -> anyhow::Resu
             usage["tokens_used_today"],
             usage["daily_token_limit"],
             usage["tokens_remaining_today"],
-            text::human_duration(text::seconds_until_utc_midnight(now_unix())),
+            text::human_duration(text::seconds_until_utc_midnight(text::now_unix())),
         ),
-        Err(failure) => text::error_text(&failure.code, &failure.message, None, &quota_now()),
+        Err(failure) => text::plain_error(&failure.code, &failure.message, None),
     };
     reply(state, message, &text).await
 }
@@ -306,7 +267,7 @@ async fn status(state: &BotState, message: &Message, user: &User) -> anyhow::Res
                 .collect();
             lines.join("\n")
         }
-        Err(failure) => text::error_text(&failure.code, &failure.message, None, &quota_now()),
+        Err(failure) => text::plain_error(&failure.code, &failure.message, None),
     };
     reply(state, message, &text).await
 }
@@ -323,7 +284,7 @@ async fn cancel(state: &BotState, message: &Message, user: &User, job: &str) -> 
                 return reply(
                     state,
                     message,
-                    &text::error_text(&failure.code, &failure.message, None, &quota_now()),
+                    &text::plain_error(&failure.code, &failure.message, None),
                 )
                 .await;
             }
@@ -335,7 +296,7 @@ async fn cancel(state: &BotState, message: &Message, user: &User, job: &str) -> 
         Ok(_) => format!("Cancelled {job}. Your tokens were refunded."),
         Err(failure) if failure.status == 404 => format!("I can't find a job {job} of yours."),
         Err(failure) if failure.status == 409 => format!("{job} has already finished."),
-        Err(failure) => text::error_text(&failure.code, &failure.message, None, &quota_now()),
+        Err(failure) => text::plain_error(&failure.code, &failure.message, None),
     };
     reply(state, message, &text).await
 }
@@ -401,15 +362,7 @@ async fn repeat(
             return Ok(());
         }
     };
-    let params = &original["params"];
-    let mut request = ImagineRequest {
-        prompt: params["prompt"].as_str().unwrap_or_default().to_owned(),
-        negative: params["negative_prompt"].as_str().map(str::to_owned),
-        resolution: params["resolution"].as_str().map(str::to_owned),
-        steps: params["steps"].as_u64().and_then(|steps| u32::try_from(steps).ok()),
-        seed: params["seed"].as_u64(),
-        model: params["model"].as_str().map(str::to_owned),
-    };
+    let mut request = ImagineRequest::from_params(&original["params"]);
     let runs = match action {
         Action::Variations => VARIATIONS,
         _ => 1,

@@ -11,15 +11,10 @@ use tessera_telegram::{notify, polling, webhook};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    tessera_chat::notify::init_logs(false);
     let config = Config::from_env()?;
     let state = Arc::new(tessera_telegram::state(&config).await?);
-    let queue = tessera_telegram::notify_queue_port(&config).await?;
+    let queue = config.backend.open().await?;
     tokio::spawn(notify::consume(state.clone(), queue));
     tracing::info!(bot = %state.username, mode = ?config.mode, "the Telegram bot is running");
     match config.mode {

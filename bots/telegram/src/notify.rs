@@ -3,9 +3,7 @@
 //! sent as a photo (video, audio) replying to the request with its buttons, or the failure in
 //! plain words. A duplicate delivery of an event is dropped, so nothing is posted twice.
 
-use std::collections::{HashSet, VecDeque};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::Arc;
 
 use serde_json::Value;
 use teloxide::ApiError;
@@ -14,44 +12,11 @@ use teloxide::prelude::*;
 use teloxide::types::{InputFile, MessageId, ReplyParameters};
 use tessera_core::{Frontend, NotifyEvent, NotifyMessage};
 use tessera_store::Queue;
-use tessera_store::definitions::notify_queue;
-use tessera_store::queue::ReceiveRequest;
 
-use crate::callback::result_keyboard;
-use crate::handler::{BotState, now_unix};
-use crate::text;
+use tessera_chat::text;
 
-/// How many handled event ids the bot remembers to drop duplicates.
-const SEEN_CAPACITY: usize = 10_000;
-
-/// The event ids handled lately, oldest first out.
-#[derive(Debug, Default)]
-pub struct Seen(Mutex<(VecDeque<String>, HashSet<String>)>);
-
-impl Seen {
-    /// Whether `event_id` was handled already.
-    pub fn contains(&self, event_id: &str) -> bool {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .1
-            .contains(event_id)
-    }
-
-    /// Remembers `event_id` as handled.
-    pub fn insert(&self, event_id: &str) {
-        let mut guard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let (order, set) = &mut *guard;
-        if set.insert(event_id.to_owned()) {
-            order.push_back(event_id.to_owned());
-            if order.len() > SEEN_CAPACITY
-                && let Some(oldest) = order.pop_front()
-            {
-                set.remove(&oldest);
-            }
-        }
-    }
-}
+use crate::handler::BotState;
+use crate::keyboard::result_keyboard;
 
 /// Where in the chat a job's events go, from the `reply_context` the bot sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,20 +61,7 @@ pub async fn on_notice(state: &BotState, notice: &NotifyMessage) -> anyhow::Resu
         NotifyEvent::Started => edit_status(state, &place, text::started()).await?,
         NotifyEvent::Progress => edit_status(state, &place, text::running(notice.progress.unwrap_or(0))).await?,
         NotifyEvent::Completed => send_result(state, &place, notice).await?,
-        NotifyEvent::Failed => {
-            let error = &notice.job["error"];
-            let quota = text::QuotaState {
-                tokens_left: None,
-                now_unix: now_unix(),
-            };
-            let message = text::error_text(
-                error["code"].as_str().unwrap_or("FAILED"),
-                error["message"].as_str().unwrap_or("the job failed"),
-                None,
-                &quota,
-            );
-            edit_status(state, &place, message).await?;
-        }
+        NotifyEvent::Failed => edit_status(state, &place, text::job_failure(&notice.job)).await?,
         NotifyEvent::Cancelled => edit_status(state, &place, text::cancelled()).await?,
     }
     state.seen.insert(&notice.event_id);
@@ -172,44 +124,12 @@ async fn send_result(state: &BotState, place: &ChatPlace, notice: &NotifyMessage
     Ok(())
 }
 
-/// Consumes the Telegram notify queue until the task is dropped: each message is shown, then
-/// deleted; one that fails comes back after its visibility timeout.
+/// Consumes the Telegram notify queue until the task is dropped.
 pub async fn consume(state: Arc<BotState>, queue: Arc<dyn Queue>) {
-    let def = notify_queue(Frontend::Telegram);
-    loop {
-        let request = ReceiveRequest {
-            max_messages: 10,
-            wait: Duration::from_secs(20),
-            visibility_timeout: Some(Duration::from_secs(60)),
-        };
-        let messages = match queue.receive(&def, request).await {
-            Ok(messages) => messages,
-            Err(error) => {
-                tracing::warn!(%error, "notify queue unavailable; retrying in 5 s");
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                continue;
-            }
-        };
-        for message in messages {
-            let handled = match serde_json::from_str::<NotifyMessage>(&message.body) {
-                Ok(notice) if notice.bot_id != state.bot_id => {
-                    tracing::debug!(bot = notice.bot_id, "another bot's notice: left for it");
-                    continue;
-                }
-                Ok(notice) => on_notice(&state, &notice).await,
-                Err(error) => {
-                    tracing::warn!(%error, "not a notify message: dropped");
-                    Ok(())
-                }
-            };
-            match handled {
-                Ok(()) => {
-                    if let Err(error) = queue.delete(&def, &message.receipt).await {
-                        tracing::warn!(%error, "notify message not deleted");
-                    }
-                }
-                Err(error) => tracing::warn!(%error, "notice not shown; it comes back later"),
-            }
-        }
-    }
+    let bot_id = state.bot_id.clone();
+    let show = |notice: NotifyMessage| {
+        let state = state.clone();
+        async move { on_notice(&state, &notice).await }
+    };
+    tessera_chat::notify::consume(queue, Frontend::Telegram, bot_id, show).await;
 }

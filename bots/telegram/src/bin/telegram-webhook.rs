@@ -9,7 +9,7 @@ use tessera_telegram::config::Config;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    tracing_subscriber::fmt().json().without_time().init();
+    tessera_chat::notify::init_logs(true);
     let config = Config::from_env()?;
     let secret = config
         .webhook_secret

@@ -7,6 +7,7 @@ mod auth;
 mod blobs;
 mod canary;
 mod dev_server;
+mod discord;
 mod internal_api;
 mod items;
 mod jobs_api;

@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 use teloxide::Bot;
+use tessera_chat::buttons::CallbackKey;
+use tessera_chat::tessera::TesseraApi;
 use tessera_core::{Priority, TenantId};
 use tessera_fakes::telegram::{ApiCall, FakeTelegram};
 use tessera_fakes::{FakeComfy, FakeConfig};
 use tessera_store::jobs::JobRecord;
-use tessera_telegram::callback::CallbackKey;
 use tessera_telegram::handler::BotState;
-use tessera_telegram::tessera::TesseraApi;
 use tessera_telegram::{notify, polling, webhook};
 
 use crate::support::Backend;

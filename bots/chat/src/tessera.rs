@@ -1,4 +1,4 @@
-//! The bot's client of Tessera's internal API (service key): create a job for a chat user, and
+//! A chat bot's client of Tessera's internal API (service key): create a job for a chat user, and
 //! ask about their usage, active jobs, one job, or cancel one. Errors keep the API's code and
 //! message so that the chat can say what went wrong in plain words.
 
@@ -60,9 +60,11 @@ impl TesseraApi {
         }
     }
 
-    /// `POST /api/internal/jobs` for `user_ref` with `params`, idempotent by `idempotency_key`.
+    /// `POST /api/internal/jobs` from `frontend`'s bot `bot_id` for `user_ref` with `params`,
+    /// idempotent by `idempotency_key`.
     pub async fn create_job(
         &self,
+        frontend: &str,
         bot_id: &str,
         user_ref: &str,
         reply_context: Value,
@@ -70,7 +72,7 @@ impl TesseraApi {
         idempotency_key: &str,
     ) -> Result<Created, ApiFailure> {
         let body = json!({
-            "frontend": "telegram",
+            "frontend": frontend,
             "bot_id": bot_id,
             "capability": "image",
             "user_ref": user_ref,
@@ -150,6 +152,23 @@ impl TesseraApi {
             });
         }
         Ok(response.bytes().await.map_err(unreachable)?.to_vec())
+    }
+
+    /// An API failure in plain words, with the tokens left when it is about the quota.
+    pub async fn failure_text(&self, user_ref: &str, failure: &ApiFailure) -> String {
+        let tokens_left = match failure.code.as_str() {
+            "QUOTA_EXCEEDED" => self
+                .usage(user_ref)
+                .await
+                .ok()
+                .and_then(|usage| usage["tokens_remaining_today"].as_f64()),
+            _ => None,
+        };
+        let quota = crate::text::QuotaState {
+            tokens_left,
+            now_unix: crate::text::now_unix(),
+        };
+        crate::text::error_text(&failure.code, &failure.message, failure.details.as_deref(), &quota)
     }
 
     async fn get(&self, route: &str) -> Result<Value, ApiFailure> {

@@ -206,6 +206,30 @@ pub fn cancelled() -> String {
     "Cancelled. Your tokens were refunded.".to_owned()
 }
 
+/// Now, in unix seconds.
+pub fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// An error in plain words, with no quota figures (see [`error_text`]).
+pub fn plain_error(code: &str, message: &str, details: Option<&str>) -> String {
+    let quota = QuotaState {
+        tokens_left: None,
+        now_unix: now_unix(),
+    };
+    error_text(code, message, details, &quota)
+}
+
+/// Why a job failed, in plain words, from the job as `GET /api/v1/jobs/{id}` shows it.
+pub fn job_failure(job: &serde_json::Value) -> String {
+    let error = &job["error"];
+    plain_error(
+        error["code"].as_str().unwrap_or("FAILED"),
+        error["message"].as_str().unwrap_or("the job failed"),
+        None,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,13 +1,13 @@
 //! The buttons under a result (reroll, same seed, variations, upscale, delete), made so they
-//! can't be forged. A button's `callback_data` (at most 64 bytes) comes back from the client when
-//! it is pressed, so anyone could send made-up data; each one therefore carries a tag, an HMAC
+//! can't be forged. A button's data (Telegram's `callback_data`, at most 64 bytes; Discord's
+//! `custom_id`, at most 100) comes back from the client when it is pressed, so anyone could send made-up data; each one therefore carries a tag, an HMAC
 //! over the action, the job and the id of the user it was made for. [`CallbackKey::decode`]
 //! checks the tag against the id of the user who pressed the button, so a button pressed by
 //! someone else in a group, or data edited to name another job, starts nothing.
 //!
 //! The data reads `<code>:<job_id>:<tag>`: a one-letter action code, the job id, and the first
 //! 12 bytes of HMAC-SHA256(secret, `<code>:<job_id>:<user_id>`) in unpadded base64url (16
-//! characters). The user id is not in the data: it is the presser's, which Telegram vouches for.
+//! characters). The user id is not in the data: it is the presser's, which the platform vouches for.
 
 use std::fmt;
 
@@ -15,7 +15,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
 
 /// Telegram's limit on a button's `callback_data`, in bytes.
 pub const MAX_CALLBACK_DATA_BYTES: usize = 64;
@@ -155,27 +154,8 @@ impl CallbackKey {
     }
 }
 
-/// The buttons under a result of `job_id` for `user_id`: `🎲 Reroll`, `♻️ Same seed`,
-/// `🔎 Variations` on one row, then `⬆️ Upscale` (only when `upscale`) and `❌ Delete`.
-pub fn result_keyboard(key: &CallbackKey, job_id: &str, user_id: u64, upscale: bool) -> InlineKeyboardMarkup {
-    let button = |action: Action| InlineKeyboardButton::callback(action.label(), key.encode(action, job_id, user_id));
-    let first = vec![
-        button(Action::Reroll),
-        button(Action::SameSeed),
-        button(Action::Variations),
-    ];
-    let mut second = Vec::with_capacity(2);
-    if upscale {
-        second.push(button(Action::Upscale));
-    }
-    second.push(button(Action::Delete));
-    InlineKeyboardMarkup::new(vec![first, second])
-}
-
 #[cfg(test)]
 mod tests {
-    use teloxide::types::InlineKeyboardButtonKind;
-
     use super::*;
 
     const JOB: &str = "job_abc123def456";
@@ -299,55 +279,5 @@ mod tests {
         let text = format!("{:?}", CallbackKey::new(b"hunter2-very-secret"));
         assert_eq!(text, "CallbackKey(<secret>)");
         assert!(!text.contains("hunter2"));
-    }
-
-    fn buttons(markup: &InlineKeyboardMarkup) -> Vec<Vec<(String, String)>> {
-        markup
-            .inline_keyboard
-            .iter()
-            .map(|row| {
-                row.iter()
-                    .map(|button| match &button.kind {
-                        InlineKeyboardButtonKind::CallbackData(data) => (button.text.clone(), data.clone()),
-                        other => panic!("not a callback button: {other:?}"),
-                    })
-                    .collect()
-            })
-            .collect()
-    }
-
-    #[test]
-    fn keyboard_layout() {
-        let key = key();
-        let rows = buttons(&result_keyboard(&key, JOB, ALICE, true));
-        let labels: Vec<Vec<&str>> = rows
-            .iter()
-            .map(|row| row.iter().map(|(label, _)| label.as_str()).collect())
-            .collect();
-        assert_eq!(
-            labels,
-            [
-                vec!["🎲 Reroll", "♻️ Same seed", "🔎 Variations"],
-                vec!["⬆️ Upscale", "❌ Delete"],
-            ]
-        );
-        let actions = [
-            Action::Reroll,
-            Action::SameSeed,
-            Action::Variations,
-            Action::Upscale,
-            Action::Delete,
-        ];
-        for ((_, data), action) in rows.iter().flatten().zip(actions) {
-            assert_eq!(data, &key.encode(action, JOB, ALICE));
-            assert_eq!(key.decode(data, ALICE), Ok((action, JOB.to_owned())));
-            assert_eq!(key.decode(data, BOB), Err(CallbackError::NotYours));
-        }
-
-        let rows = buttons(&result_keyboard(&key, JOB, ALICE, false));
-        assert_eq!(rows.len(), 2);
-        assert_eq!(rows[0].len(), 3);
-        assert_eq!(rows[1].len(), 1);
-        assert_eq!(rows[1][0].0, "❌ Delete");
     }
 }
