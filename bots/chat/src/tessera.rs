@@ -38,6 +38,23 @@ pub struct Created {
     pub replayed: bool,
 }
 
+/// A job a bot asks for on behalf of a chat user.
+#[derive(Debug, Clone)]
+pub struct NewJob<'a> {
+    /// `telegram` or `discord`.
+    pub frontend: &'a str,
+    /// The bot's `bot_id`.
+    pub bot_id: &'a str,
+    /// The chat user, e.g. `discord:123`.
+    pub user_ref: &'a str,
+    /// The chat server it came from (`discord:<guild id>`), whose settings apply.
+    pub guild: Option<&'a str>,
+    /// Where to reply.
+    pub reply_context: Value,
+    /// The job's `params`.
+    pub params: Value,
+}
+
 /// The internal API, as this bot uses it.
 #[derive(Debug, Clone)]
 pub struct TesseraApi {
@@ -60,25 +77,19 @@ impl TesseraApi {
         }
     }
 
-    /// `POST /api/internal/jobs` from `frontend`'s bot `bot_id` for `user_ref` with `params`,
-    /// idempotent by `idempotency_key`.
-    pub async fn create_job(
-        &self,
-        frontend: &str,
-        bot_id: &str,
-        user_ref: &str,
-        reply_context: Value,
-        params: Value,
-        idempotency_key: &str,
-    ) -> Result<Created, ApiFailure> {
-        let body = json!({
-            "frontend": frontend,
-            "bot_id": bot_id,
+    /// `POST /api/internal/jobs` for `job`, idempotent by `idempotency_key`.
+    pub async fn create_job(&self, job: NewJob<'_>, idempotency_key: &str) -> Result<Created, ApiFailure> {
+        let mut body = json!({
+            "frontend": job.frontend,
+            "bot_id": job.bot_id,
             "capability": "image",
-            "user_ref": user_ref,
-            "reply_context": reply_context,
-            "params": params,
+            "user_ref": job.user_ref,
+            "reply_context": job.reply_context,
+            "params": job.params,
         });
+        if let Some(guild) = job.guild {
+            body["guild"] = json!(guild);
+        }
         let request = self
             .http
             .post(format!("{}/api/internal/jobs", self.base))
@@ -128,6 +139,26 @@ impl TesseraApi {
             .http
             .delete(url)
             .bearer_auth(&self.key)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        answer(response).await
+    }
+
+    /// A chat server's settings (`max_steps`, `allowed_models`, `daily_jobs_per_user`).
+    pub async fn guild_settings(&self, guild: &str) -> Result<Value, ApiFailure> {
+        self.get(&format!("/api/internal/guilds/{}/settings", path(guild)))
+            .await
+    }
+
+    /// Replaces a chat server's settings.
+    pub async fn save_guild_settings(&self, guild: &str, settings: &Value) -> Result<Value, ApiFailure> {
+        let url = format!("{}/api/internal/guilds/{}/settings", self.base, path(guild));
+        let response = self
+            .http
+            .put(url)
+            .bearer_auth(&self.key)
+            .json(settings)
             .send()
             .await
             .map_err(unreachable)?;

@@ -127,6 +127,10 @@ pub fn error_text(code: &str, message: &str, details: Option<&str>, quota: &Quot
             let wait = human_duration(seconds_until_utc_midnight(quota.now_unix));
             format!("You've used today's tokens{left}. Your quota resets at 00:00 UTC, in {wait}.")
         }
+        "DAILY_CAP_REACHED" => {
+            let wait = human_duration(seconds_until_utc_midnight(quota.now_unix));
+            format!("You've reached this server's limit of jobs for today. It resets at 00:00 UTC, in {wait}.")
+        }
         "RATE_LIMITED" if message.contains("concurrent") => {
             "You already have as many jobs going as your plan allows. Send it again when one finishes.".to_owned()
         }
@@ -379,6 +383,10 @@ mod tests {
             assert_eq!(error_text(code, "server words", Some("details"), &q), text);
         }
         assert_eq!(cancelled(), "Cancelled. Your tokens were refunded.");
+        assert!(
+            error_text("DAILY_CAP_REACHED", "limit", None, &q)
+                .starts_with("You've reached this server's limit of jobs for today.")
+        );
         assert_eq!(
             error_text("RATE_LIMITED", "Too many concurrent jobs", None, &q),
             "You already have as many jobs going as your plan allows. Send it again when one finishes."

@@ -1,7 +1,9 @@
 //! The slash commands: their definitions (registered with `tessera-discord register`) and the
 //! reading of `/imagine`'s options into a request.
 
-use serenity::all::{CommandDataOption, CommandDataOptionValue, CommandOptionType, CreateCommand, CreateCommandOption};
+use serenity::all::{
+    CommandDataOption, CommandDataOptionValue, CommandOptionType, CreateCommand, CreateCommandOption, Permissions,
+};
 use tessera_chat::ImagineRequest;
 
 /// The resolutions `/imagine` offers: about a megapixel in common shapes.
@@ -45,7 +47,39 @@ pub fn definitions() -> Vec<CreateCommand> {
         CreateCommand::new("cancel")
             .description("Cancel your last job, or the one you name")
             .add_option(text("job", "A job id, e.g. job_abc123def456")),
+        CreateCommand::new("settings")
+            .description("This server's limits (server managers only)")
+            .default_member_permissions(Permissions::MANAGE_GUILD)
+            .dm_permission(false)
+            .add_option(
+                whole("max_steps", "The most steps a job may ask for (0: the plan's)")
+                    .min_int_value(0)
+                    .max_int_value(150),
+            )
+            .add_option(text(
+                "models",
+                "The models allowed, e.g. sdxl, flux-schnell (all: every model)",
+            ))
+            .add_option(
+                whole("daily_cap", "Jobs per member per day (0: no cap)")
+                    .min_int_value(0)
+                    .max_int_value(10_000),
+            ),
     ]
+}
+
+/// Registers [`definitions`] in one server (`guild`: they appear at once) or globally; answers
+/// how many Discord now has.
+pub async fn register(http: &serenity::http::Http, guild: Option<u64>) -> serenity::Result<usize> {
+    let registered = match guild {
+        Some(guild) => {
+            serenity::all::GuildId::new(guild)
+                .set_commands(http, definitions())
+                .await?
+        }
+        None => serenity::all::Command::set_global_commands(http, definitions()).await?,
+    };
+    Ok(registered.len())
 }
 
 /// `/imagine`'s options as a request; an error names the option in plain words.
@@ -152,7 +186,7 @@ mod tests {
                     .to_owned()
             })
             .collect();
-        assert_eq!(names, ["imagine", "models", "usage", "status", "cancel"]);
+        assert_eq!(names, ["imagine", "models", "usage", "status", "cancel", "settings"]);
         let imagine = serde_json::to_value(&definitions()[0]).expect("json");
         assert_eq!(imagine["options"][0]["required"], true);
         assert_eq!(imagine["options"][5]["autocomplete"], true);

@@ -24,7 +24,7 @@ use serenity::interactions_endpoint::Verifier;
 use tessera_chat::ImagineRequest;
 use tessera_chat::buttons::{Action, CallbackError, CallbackKey};
 use tessera_chat::seen::Seen;
-use tessera_chat::tessera::{ApiFailure, Created, TesseraApi};
+use tessera_chat::tessera::{ApiFailure, Created, NewJob, TesseraApi};
 use tessera_chat::text;
 
 use crate::commands;
@@ -106,7 +106,7 @@ async fn receive(State(state): State<Arc<BotState>>, headers: HeaderMap, body: B
 }
 
 /// An ephemeral message as the HTTP answer: only the user who asked sees it.
-fn ephemeral(text: &str) -> Response {
+pub fn ephemeral(text: &str) -> Response {
     let message = CreateInteractionResponseMessage::new().content(text).ephemeral(true);
     Json(CreateInteractionResponse::Message(message)).into_response()
 }
@@ -185,6 +185,7 @@ async fn on_command(state: &Arc<BotState>, command: &CommandInteraction) -> Resp
             Err(failure) => ephemeral(&plain(&failure)),
         },
         "cancel" => cancel(state, command, &user_ref).await,
+        "settings" => crate::settings::settings(state, command).await,
         other => ephemeral(&format!("I don't know /{other}.")),
     }
 }
@@ -296,10 +297,16 @@ async fn start_job(state: &BotState, place: &Place, user: &User, request: &Imagi
         "prompt": request.prompt.chars().take(300).collect::<String>(),
     });
     let user_ref = user_ref(user);
-    let answer = state
-        .api
-        .create_job("discord", &state.bot_id, &user_ref, context, request.params(), key)
-        .await;
+    let guild = place.guild_id.map(|guild| format!("discord:{guild}"));
+    let job = NewJob {
+        frontend: "discord",
+        bot_id: &state.bot_id,
+        user_ref: &user_ref,
+        guild: guild.as_deref(),
+        reply_context: context,
+        params: request.params(),
+    };
+    let answer = state.api.create_job(job, key).await;
     let text = match answer {
         Ok(Created { replayed: true, .. }) => return,
         Err(failure) if failure.code == "IDEMPOTENCY_KEY_REUSED" => return,
@@ -339,7 +346,8 @@ async fn failure_text(state: &BotState, user_ref: &str, failure: &ApiFailure) ->
     state.api.failure_text(user_ref, failure).await
 }
 
-fn plain(failure: &ApiFailure) -> String {
+/// An API failure in plain words, without quota figures.
+pub fn plain(failure: &ApiFailure) -> String {
     text::plain_error(&failure.code, &failure.message, failure.details.as_deref())
 }
 

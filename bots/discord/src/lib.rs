@@ -8,6 +8,7 @@ pub mod commands;
 pub mod config;
 pub mod interactions;
 pub mod notify;
+pub mod settings;
 
 use std::sync::Arc;
 

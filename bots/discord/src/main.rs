@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use serenity::all::{Command, GuildId};
 use tessera_discord::config::Config;
 use tessera_discord::{commands, interactions, notify};
 
@@ -36,18 +35,14 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     let state = Arc::new(tessera_discord::state(&config));
     match cli.command.unwrap_or(Action::Serve) {
-        Action::Register { guild: Some(guild) } => {
-            let registered = GuildId::new(guild)
-                .set_commands(&state.http, commands::definitions())
-                .await
-                .context("registering the commands in the server")?;
-            println!("registered {} commands in server {guild}", registered.len());
-        }
-        Action::Register { guild: None } => {
-            let registered = Command::set_global_commands(&state.http, commands::definitions())
+        Action::Register { guild } => {
+            let count = commands::register(&state.http, guild)
                 .await
                 .context("registering the commands")?;
-            println!("registered {} global commands", registered.len());
+            match guild {
+                Some(guild) => println!("registered {count} commands in server {guild}"),
+                None => println!("registered {count} global commands"),
+            }
         }
         Action::Serve => {
             let queue = config.backend.open().await?;

@@ -11,7 +11,7 @@ use teloxide::utils::command::BotCommands;
 use tessera_chat::ImagineRequest;
 use tessera_chat::buttons::{Action, CallbackError, CallbackKey};
 use tessera_chat::seen::Seen;
-use tessera_chat::tessera::{ApiFailure, Created, TesseraApi};
+use tessera_chat::tessera::{ApiFailure, Created, NewJob, TesseraApi};
 use tessera_chat::text;
 
 use crate::flags::parse_imagine;
@@ -185,7 +185,17 @@ async fn start_job(
     let user_ref = user_ref(user);
     let answer = state
         .api
-        .create_job("telegram", &state.bot_id, &user_ref, context, request.params(), key)
+        .create_job(
+            NewJob {
+                frontend: "telegram",
+                bot_id: &state.bot_id,
+                user_ref: &user_ref,
+                guild: None,
+                reply_context: context,
+                params: request.params(),
+            },
+            key,
+        )
         .await;
     let text = match answer {
         // The same update again (its key is derived from the update): the first one's status

@@ -8,6 +8,7 @@
 //! | idempotency record | jobs | `IDEMPOTENCY#<tenant>#<key>` | `IDEMPOTENCY` | (ttl 24 h) |
 //! | worker heartbeat | jobs | `WORKER#<id>` | `WORKER` | gsi1: `WORKERS` / `<id>` (ttl 90 s) |
 //! | daily usage | accounts | `USAGE#<tenant>` | `DAY#<yyyy-mm-dd>` | |
+//! | a scope's daily cap counter | accounts | `CAP#<scope>` | `DAY#<yyyy-mm-dd>` | (ttl 2 days) |
 //! | jobs in flight | accounts | `TENANT#<id>` | `ACTIVE` | |
 
 use std::sync::Arc;
@@ -185,6 +186,15 @@ pub struct Quota {
     pub concurrent_jobs: u32,
 }
 
+/// A cap on one member's jobs per UTC day within a scope (a chat server's per-user daily cap).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DailyCap {
+    /// What is counted, e.g. `discord:<guild id>#discord:<user id>`.
+    pub scope: String,
+    /// Jobs allowed per UTC day.
+    pub limit: u32,
+}
+
 /// A stored answer to an `Idempotency-Key`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdempotencyRecord {
@@ -205,6 +215,9 @@ pub enum CreateRefused {
     /// The plan's jobs in flight are all taken.
     #[error("too many jobs in flight")]
     Concurrency,
+    /// The scope's daily cap is reached.
+    #[error("daily cap reached")]
+    Cap,
     /// The idempotency key was used already: here is what it answered.
     #[error("idempotency key already used")]
     Replay(IdempotencyRecord),
@@ -259,6 +272,7 @@ impl Jobs {
         job: &JobRecord,
         quota: Quota,
         idempotency: Option<(&str, &IdempotencyRecord, i64)>,
+        cap: Option<&DailyCap>,
     ) -> Result<(), CreateRefused> {
         if job.cost > quota.daily_tokens {
             return Err(CreateRefused::Quota);
@@ -289,6 +303,14 @@ impl Jobs {
             usage,
             in_flight,
         ];
+        if let Some(cap) = cap {
+            writes.push(Write::Update {
+                table: self.accounts.clone(),
+                key: cap_key(cap, &job.usage_day),
+                update: Update::set("ttl", job.created_at + 2 * 24 * 60 * 60).and_add("jobs", 1),
+                condition: Some(at_most("jobs", i64::from(cap.limit) - 1)),
+            });
+        }
         if let Some((key, record, now)) = idempotency {
             let mut item = to_item(record)?;
             let key = idempotency_key(&job.tenant_id, key);
@@ -303,18 +325,33 @@ impl Jobs {
         }
         match self.items.transact(writes).await {
             Ok(()) => Ok(()),
-            Err(StoreError::Conflict(_)) => Err(self.why_refused(job, quota, idempotency.map(|(key, ..)| key)).await),
+            Err(StoreError::Conflict(_)) => Err(self
+                .why_refused(job, quota, idempotency.map(|(key, ..)| key), cap)
+                .await),
             Err(other) => Err(other.into()),
         }
     }
 
     /// After a refused creation: which condition failed.
-    async fn why_refused(&self, job: &JobRecord, quota: Quota, idempotency_key: Option<&str>) -> CreateRefused {
+    async fn why_refused(
+        &self,
+        job: &JobRecord,
+        quota: Quota,
+        idempotency_key: Option<&str>,
+        cap: Option<&DailyCap>,
+    ) -> CreateRefused {
         if let Some(key) = idempotency_key {
             match self.idempotency(&job.tenant_id, key).await {
                 Ok(Some(record)) => return CreateRefused::Replay(record),
                 Ok(None) => {}
                 Err(error) => return error.into(),
+            }
+        }
+        if let Some(cap) = cap {
+            match self.items.get(&self.accounts, &cap_key(cap, &job.usage_day)).await {
+                Ok(item) if counter(item.as_ref(), "jobs") >= i64::from(cap.limit) => return CreateRefused::Cap,
+                Err(error) => return error.into(),
+                Ok(_) => {}
             }
         }
         let active = self.items.get(&self.accounts, &active_key(&job.tenant_id)).await;
@@ -799,6 +836,10 @@ fn job_key(id: &JobId) -> Key {
 
 fn usage_key(tenant: &TenantId, day: &str) -> Key {
     Key::new(format!("USAGE#{tenant}"), format!("DAY#{day}"))
+}
+
+fn cap_key(cap: &DailyCap, day: &str) -> Key {
+    Key::new(format!("CAP#{}", cap.scope), format!("DAY#{day}"))
 }
 
 fn active_key(tenant: &TenantId) -> Key {

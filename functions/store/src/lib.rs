@@ -13,6 +13,7 @@ pub mod definitions;
 pub mod embedded;
 pub mod error;
 pub mod events;
+pub mod guilds;
 pub mod item;
 pub mod jobs;
 pub mod queue;

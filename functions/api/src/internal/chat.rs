@@ -10,6 +10,8 @@
 //! | `GET /api/internal/chat-users/{user_ref}/jobs` | `{"jobs": [...]}`: the user's queued and running jobs, newest first |
 //! | `GET /api/internal/chat-users/{user_ref}/jobs/{job_id}` | the job's request: `{job_id, status, capability, model, params}` |
 //! | `DELETE /api/internal/chat-users/{user_ref}/jobs/{job_id}` | the public cancel's answer |
+//! | `GET /api/internal/guilds/{guild_ref}/settings` | a chat server's settings: `{max_steps, allowed_models, daily_jobs_per_user}` (null: the plan decides) |
+//! | `PUT /api/internal/guilds/{guild_ref}/settings` | replaces them (the bot checks that its caller administers the server) |
 
 use axum::extract::{Path, State};
 use axum::routing::get;
@@ -17,9 +19,11 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 use tessera_core::{JobId, JobStatus, PlanTier, Tokens};
 use tessera_store::accounts::TenantRecord;
-use tessera_store::jobs::JobRecord;
+use tessera_store::guilds::{GuildSettings, Guilds};
+use tessera_store::jobs::{DailyCap, JobRecord};
 
 use crate::auth::routes::timestamp;
+use crate::problem::JsonBody;
 use crate::v1::{ApiError, V1State};
 
 /// The routes (the caller adds the service-credential layer).
@@ -32,6 +36,145 @@ pub fn routes() -> Router<V1State> {
             "/api/internal/chat-users/{user_ref}/jobs/{job_id}",
             get(job).delete(cancel),
         )
+        .route(
+            "/api/internal/guilds/{guild_ref}/settings",
+            get(settings).put(save_settings),
+        )
+}
+
+/// `discord:<id>` (a server of the frontend), checked.
+fn checked_guild(raw: &str) -> Result<String, ApiError> {
+    let valid = raw.split_once(':').is_some_and(|(platform, id)| {
+        matches!(platform, "discord" | "telegram")
+            && !id.is_empty()
+            && id.len() <= 32
+            && id.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+    });
+    if valid {
+        Ok(raw.to_owned())
+    } else {
+        Err(ApiError::invalid(
+            "guild",
+            "expected <platform>:<server id>, e.g. discord:123456789",
+        ))
+    }
+}
+
+async fn settings(State(state): State<V1State>, Path(guild): Path<String>) -> Result<Json<Value>, ApiError> {
+    let guild = checked_guild(&guild)?;
+    let settings = Guilds::new(state.items.clone()).settings(&guild).await?;
+    Ok(Json(settings_view(&settings)))
+}
+
+fn settings_view(settings: &GuildSettings) -> Value {
+    json!({
+        "max_steps": settings.max_steps,
+        "allowed_models": settings.allowed_models,
+        "daily_jobs_per_user": settings.daily_jobs_per_user,
+    })
+}
+
+async fn save_settings(
+    State(state): State<V1State>,
+    Path(guild): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let guild = checked_guild(&guild)?;
+    let Some(fields) = body.as_object() else {
+        return Err(ApiError::invalid("body", "expected an object"));
+    };
+    if let Some(unknown) = fields
+        .keys()
+        .find(|key| !matches!(key.as_str(), "max_steps" | "allowed_models" | "daily_jobs_per_user"))
+    {
+        return Err(ApiError::invalid(unknown, "unknown setting"));
+    }
+    let bounded = |name: &str, max: u64| -> Result<Option<u32>, ApiError> {
+        match fields.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => value
+                .as_u64()
+                .filter(|n| (1..=max).contains(n))
+                .and_then(|n| u32::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| ApiError::invalid(name, format!("expected a whole number from 1 to {max}"))),
+        }
+    };
+    let allowed_models = match fields.get("allowed_models") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(ids)) => {
+            let mut models = Vec::new();
+            for id in ids {
+                let id = id.as_str().unwrap_or_default();
+                if state.catalog.model(id).is_none() {
+                    return Err(ApiError::invalid("allowed_models", format!("unknown model '{id}'")));
+                }
+                models.push(id.to_owned());
+            }
+            Some(models).filter(|models| !models.is_empty())
+        }
+        Some(_) => return Err(ApiError::invalid("allowed_models", "expected a list of model ids")),
+    };
+    let settings = GuildSettings {
+        max_steps: bounded("max_steps", 150)?,
+        allowed_models,
+        daily_jobs_per_user: bounded("daily_jobs_per_user", 10_000)?,
+    };
+    Guilds::new(state.items.clone()).save(&guild, &settings).await?;
+    tracing::info!(guild, "server settings saved");
+    Ok(Json(settings_view(&settings)))
+}
+
+/// Applies a chat server's settings to a job request: its steps and model must be allowed, and
+/// the member's daily cap (if any) is answered for the creation's transaction.
+pub(crate) async fn apply_guild_settings(
+    state: &V1State,
+    guild: &str,
+    frontend: &str,
+    user_ref: &str,
+    capability: &Value,
+    params: &Value,
+) -> Result<Option<DailyCap>, ApiError> {
+    let guild = checked_guild(guild)?;
+    if !guild.starts_with(&format!("{frontend}:")) {
+        return Err(ApiError::invalid("guild", format!("expected a {frontend} server")));
+    }
+    let settings = Guilds::new(state.items.clone()).settings(&guild).await?;
+    if let (Some(max), Some(steps)) = (settings.max_steps, params.get("steps").and_then(Value::as_u64))
+        && steps > u64::from(max)
+    {
+        return Err(ApiError::invalid(
+            "steps",
+            format!("this server allows at most {max} steps"),
+        ));
+    }
+    if let Some(allowed) = &settings.allowed_models {
+        let default = capability
+            .as_str()
+            .and_then(|raw| raw.parse::<tessera_core::Capability>().ok())
+            .and_then(|capability| {
+                state
+                    .catalog
+                    .models_for(Some(capability))
+                    .first()
+                    .map(|model| model.id.clone())
+            });
+        let model = params
+            .get("model")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or(default);
+        if !model.is_some_and(|model| allowed.contains(&model)) {
+            return Err(ApiError::invalid(
+                "model",
+                format!("this server allows only {}", allowed.join(", ")),
+            ));
+        }
+    }
+    Ok(settings.daily_jobs_per_user.map(|limit| DailyCap {
+        scope: format!("{guild}#{user_ref}"),
+        limit,
+    }))
 }
 
 async fn models(State(state): State<V1State>) -> Json<Value> {

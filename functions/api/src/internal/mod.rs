@@ -2,7 +2,7 @@
 //!
 //! | route | body | answer |
 //! | --- | --- | --- |
-//! | `POST /api/internal/jobs` | the spec's body (`frontend`, `bot_id`, `capability`, `user_ref`, `reply_context`, `params`, optional `priority`); `Idempotency-Key` | the public create's answer plus `tokens_remaining_today` |
+//! | `POST /api/internal/jobs` | the spec's body (`frontend`, `bot_id`, `capability`, `user_ref`, `reply_context`, `params`, optional `priority`, optional `guild`: the chat server whose settings apply); `Idempotency-Key` | the public create's answer plus `tokens_remaining_today` |
 //! | `POST /api/internal/heartbeat` | the spec's heartbeat | `{"status": "ok", "next_heartbeat_seconds": 30}` |
 //! | `POST /api/internal/jobs/{id}/claim` | `{worker_id}` | `{"action": "run", "attempt", "job"}` or `{"action": "drop", "reason"}` |
 //! | `POST /api/internal/jobs/{id}/progress` | `{worker_id, attempt, percent, stage?}` | `{"cancelled": bool}` |
@@ -75,6 +75,9 @@ struct ChatJob {
     params: Value,
     #[serde(default)]
     priority: Option<Value>,
+    /// The chat server it came from (`discord:<guild id>`), whose settings apply.
+    #[serde(default)]
+    guild: Option<String>,
 }
 
 /// `POST /api/internal/jobs`: a bot's job for a chat user, under the same quotas as the public
@@ -111,6 +114,20 @@ async fn create_for_chat_user(
             decision.retry_after,
         ));
     }
+    let cap = match &request.guild {
+        Some(guild) => {
+            chat::apply_guild_settings(
+                &state,
+                guild,
+                &frontend,
+                &user_ref,
+                &request.capability,
+                &request.params,
+            )
+            .await?
+        }
+        None => None,
+    };
     let submission = crate::v1::jobs::Submission {
         tenant: &tenant,
         user_id: user.id.clone(),
@@ -122,6 +139,7 @@ async fn create_for_chat_user(
         }),
         idempotency_key: crate::v1::jobs::idempotency_key(&headers)?,
         request_hash: crate::v1::jobs::hex_sha256(&body),
+        cap,
     };
     if let Some(replayed) = submission.replay(&state).await? {
         return Ok(replayed);

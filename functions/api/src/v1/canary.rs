@@ -51,6 +51,7 @@ pub async fn run(state: &V1State, every: Duration) -> Result<PipelineHealth, Api
             origin: None,
             idempotency_key: Some(format!("canary-{}", canaries.now / canaries.every_seconds)),
             request_hash: "canary".into(),
+            cap: None,
         };
         if submission.replay(state).await?.is_none() {
             let body = json!({"capability": "image", "params": {"prompt": "canary", "model": "canary", "resolution": "64x64"}});

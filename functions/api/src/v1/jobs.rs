@@ -17,7 +17,7 @@ use tessera_core::request::{JobRequest, parse_job_request};
 use tessera_core::{Capability, JobId, JobStatus, Principal, Scope, Tokens};
 use tessera_store::accounts::TenantRecord;
 use tessera_store::definitions::artifacts_bucket;
-use tessera_store::jobs::{CreateRefused, IdempotencyRecord, JobOrigin, JobParams, JobRecord, Quota};
+use tessera_store::jobs::{CreateRefused, DailyCap, IdempotencyRecord, JobOrigin, JobParams, JobRecord, Quota};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -69,6 +69,7 @@ async fn create(
         origin: None,
         idempotency_key: idempotency_key(&headers)?,
         request_hash: hex_sha256(&body),
+        cap: None,
     };
     let body: Value = match submission.replay(&state).await? {
         Some(replayed) => return Ok(replayed),
@@ -91,6 +92,8 @@ pub struct Submission<'a> {
     pub idempotency_key: Option<String>,
     /// Hex SHA-256 of the raw request body (a reused key must come with the same body).
     pub request_hash: String,
+    /// A chat server's per-member daily cap (internal creations from a server).
+    pub cap: Option<DailyCap>,
 }
 
 impl Submission<'_> {
@@ -138,8 +141,22 @@ impl Submission<'_> {
             concurrent_jobs: plan.concurrent_jobs,
         };
         let idempotency = self.idempotency_key.as_deref().map(|key| (key, &record, now));
-        match state.jobs.create(&job, quota, idempotency).await {
+        match state.jobs.create(&job, quota, idempotency, self.cap.as_ref()).await {
             Ok(()) => {}
+            Err(CreateRefused::Cap) => {
+                let limit = self.cap.as_ref().map_or(0, |cap| cap.limit);
+                let now = state.now();
+                let wait = now - now.rem_euclid(86_400) + 86_400 - now;
+                return Err(ApiError {
+                    retry_after: Some(wait),
+                    ..ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "DAILY_CAP_REACHED",
+                        "This server's daily job limit is reached",
+                        format!("This server allows {limit} job(s) per member per day; it resets at 00:00 UTC."),
+                    )
+                });
+            }
             Err(CreateRefused::Replay(existing)) => return replay(&existing, &self.request_hash),
             Err(CreateRefused::Quota) => return Err(quota_exceeded(plan.daily_token_limit, job.cost)),
             Err(CreateRefused::Concurrency) => {

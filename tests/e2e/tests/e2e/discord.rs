@@ -411,3 +411,104 @@ async fn a_result_after_the_token_expired_is_posted_in_the_channel_mentioning_th
     );
     assert!(posted[0].files[0].bytes.starts_with(b"\x89PNG"));
 }
+
+fn command(id: u64, user: u64, permissions: &str, name: &str, options: Value) -> Value {
+    let mut body = interaction(2, id, user, permissions);
+    body["data"] = json!({"id": "1300000000000000002", "name": name, "type": 1, "options": options});
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_admin_caps_steps_and_daily_jobs_and_the_cap_is_enforced() {
+    let server = server().await;
+    let settings = json!([
+        {"name": "max_steps", "type": 4, "value": 30},
+        {"name": "daily_cap", "type": 4, "value": 1}
+    ]);
+    let (_, refused) = server
+        .post(&command(7101, 4101, "0", "settings", settings.clone()), None)
+        .await;
+    assert_eq!(refused["data"]["flags"], 64);
+    assert!(
+        refused["data"]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("manage this server"),
+        "{refused}"
+    );
+    // MANAGE_GUILD is 1 << 5.
+    let (_, saved) = server
+        .post(&command(7102, 4102, "32", "settings", settings), None)
+        .await;
+    let shown = saved["data"]["content"].as_str().unwrap_or_default();
+    assert!(
+        shown.contains("most steps: 30") && shown.contains("per day: 1"),
+        "{shown}"
+    );
+
+    let too_many = json!([{"name": "prompt", "type": 3, "value": "a fox"}, {"name": "steps", "type": 4, "value": 50}]);
+    assert_eq!(server.post(&imagine(7103, 4103, too_many), None).await.0, 202);
+    let followups = server.discord.wait_for("POST", "/webhooks/", 1, WAIT).await;
+    let said = followups.last().expect("a follow-up").body["content"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(said.contains("at most 30 steps"), "{said}");
+    assert_eq!(followups.last().expect("follow-up").body["flags"], 64, "ephemeral");
+
+    let fine = json!([{"name": "prompt", "type": 3, "value": "a fox"}]);
+    assert_eq!(server.post(&imagine(7104, 4103, fine.clone()), None).await.0, 202);
+    assert_eq!(server.post(&imagine(7105, 4103, fine), None).await.0, 202);
+    let followups = server
+        .discord
+        .wait_for(
+            "POST",
+            &format!("/webhooks/{APPLICATION}/interaction-token-7105"),
+            1,
+            WAIT,
+        )
+        .await;
+    let said = followups[0].body["content"].as_str().unwrap_or_default();
+    assert!(
+        said.starts_with("You've reached this server's limit of jobs for today."),
+        "{said}"
+    );
+    assert_eq!(server.jobs_of(4103).await.len(), 1, "one job today in this server");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_puts_every_command_globally_or_in_one_server() {
+    let discord = FakeDiscord::start("bot-token", APPLICATION).await;
+    let http = serenity::all::HttpBuilder::new("bot-token")
+        .application_id(APPLICATION.into())
+        .ratelimiter_disabled(true)
+        .proxy(discord.base_url())
+        .build();
+    assert_eq!(
+        tessera_discord::commands::register(&http, Some(GUILD))
+            .await
+            .expect("guild"),
+        6
+    );
+    assert_eq!(
+        tessera_discord::commands::register(&http, None).await.expect("global"),
+        6
+    );
+    let names = |commands: Vec<Value>| -> Vec<String> {
+        commands
+            .iter()
+            .filter_map(|command| command["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(
+        names(discord.commands(Some(GUILD))),
+        ["imagine", "models", "usage", "status", "cancel", "settings"]
+    );
+    assert_eq!(names(discord.commands(None)).len(), 6);
+    let settings = discord
+        .commands(None)
+        .into_iter()
+        .find(|command| command["name"] == "settings")
+        .expect("settings");
+    assert_eq!(settings["default_member_permissions"], "32", "server managers only");
+}

@@ -23,6 +23,7 @@ conformance!(
     a_bot_creates_jobs_for_chat_users_under_their_own_quota,
     the_eta_shares_the_queue_among_live_workers,
     a_bot_sees_and_cancels_only_its_chat_users_own_jobs,
+    a_chat_servers_settings_bound_steps_models_and_each_members_daily_jobs,
 );
 
 struct World {
@@ -613,4 +614,74 @@ async fn a_bot_sees_and_cancels_only_its_chat_users_own_jobs(backend: Backend) {
     assert!(ids.contains(&"sdxl") && !ids.contains(&"canary"), "{ids:?}");
     let (status, _) = world.call(Method::GET, "/api/internal/models", &world.user, None).await;
     assert_eq!(status, 401, "user credentials never reach the internal routes");
+}
+
+async fn a_chat_servers_settings_bound_steps_models_and_each_members_daily_jobs(backend: Backend) {
+    let world = world(backend, PlanTier::Free).await;
+    let guild = format!("discord:{}", rand::random::<u32>());
+    let path = format!("/api/internal/guilds/{guild}/settings");
+    let (status, empty) = world.call(Method::GET, &path, &world.service, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        empty,
+        json!({"max_steps": null, "allowed_models": null, "daily_jobs_per_user": null})
+    );
+    for bad in [
+        json!({"max_steps": 0}),
+        json!({"max_steps": 151}),
+        json!({"allowed_models": ["no-such-model"]}),
+        json!({"daily_jobs_per_user": "two"}),
+        json!({"colour": "red"}),
+    ] {
+        let (status, body) = world.call(Method::PUT, &path, &world.service, Some(bad.clone())).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    let settings = json!({"max_steps": 30, "allowed_models": ["sdxl"], "daily_jobs_per_user": 1});
+    let (status, saved) = world
+        .call(Method::PUT, &path, &world.service, Some(settings.clone()))
+        .await;
+    assert_eq!((status.as_u16(), &saved), (200, &settings));
+    assert_eq!(world.call(Method::GET, &path, &world.service, None).await.1, settings);
+
+    let member = format!("discord:{}", rand::random::<u32>());
+    let job = |params: Value| {
+        json!({"frontend": "discord", "bot_id": "dc-1", "capability": "image", "user_ref": member,
+               "guild": guild, "reply_context": {"channel_id": "1"}, "params": params})
+    };
+    let create = |body: Value| world.call(Method::POST, "/api/internal/jobs", &world.service, Some(body));
+    let (status, body) = create(job(json!({"prompt": "x", "steps": 31}))).await;
+    assert_eq!(
+        (status.as_u16(), &body["error"]["details"]["field"]),
+        (400, &json!("steps")),
+        "{body}"
+    );
+    let (status, body) = create(job(json!({"prompt": "x", "model": "flux-schnell"}))).await;
+    assert_eq!(
+        (status.as_u16(), &body["error"]["details"]["field"]),
+        (400, &json!("model")),
+        "{body}"
+    );
+    let (status, body) = create(job(json!({"prompt": "x", "steps": 30}))).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = create(job(json!({"prompt": "y"}))).await;
+    assert_eq!(
+        (status.as_u16(), &body["error"]["code"]),
+        (429, &json!("DAILY_CAP_REACHED")),
+        "{body}"
+    );
+    assert!(body["error"]["retry_after"].as_i64().is_some_and(|wait| wait > 0));
+
+    let elsewhere = json!({"frontend": "discord", "bot_id": "dc-1", "capability": "image", "user_ref": member,
+                           "reply_context": {}, "params": {"prompt": "z", "steps": 60}});
+    let (status, body) = create(elsewhere).await;
+    assert_ne!(status, 400, "outside the server its settings do not apply: {body}");
+    let (status, _) = world
+        .call(
+            Method::PUT,
+            "/api/internal/guilds/not-a-guild/settings",
+            &world.service,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 400);
 }
