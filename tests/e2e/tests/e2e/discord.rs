@@ -512,3 +512,22 @@ async fn register_puts_every_command_globally_or_in_one_server() {
         .expect("settings");
     assert_eq!(settings["default_member_permissions"], "32", "server managers only");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_model_option_autocompletes_from_the_catalog() {
+    let server = server().await;
+    let mut typing = interaction(4, 7201, 4201, "0");
+    typing["data"] = json!({"id": "1300000000000000001", "name": "imagine", "type": 1, "options": [
+        {"name": "prompt", "type": 3, "value": "a fox"},
+        {"name": "model", "type": 3, "value": "fl", "focused": true}
+    ]});
+    let (status, answer) = server.post(&typing, None).await;
+    assert_eq!((status, &answer["type"]), (200, &json!(8)), "{answer}");
+    let values: Vec<&str> = answer["data"]["choices"]
+        .as_array()
+        .expect("choices")
+        .iter()
+        .filter_map(|choice| choice["value"].as_str())
+        .collect();
+    assert_eq!(values, ["flux-schnell"], "image models matching what was typed");
+}
