@@ -19,7 +19,8 @@ use crate::v1::V1State;
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The health report: `status` is `ok` when every backend answered, else `degraded`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"status": "ok", "backend": "embedded", "checks": {"items": "ok", "queue": "ok", "blobs": "ok"}}))]
 pub struct HealthReport {
     /// `ok` or `degraded`.
     pub status: &'static str,
@@ -29,6 +30,7 @@ pub struct HealthReport {
     pub checks: Checks,
     /// What each extra check says, under its name; they inform, and do not change `status`.
     #[serde(flatten)]
+    #[schema(ignore)]
     pub extras: Map<String, Value>,
 }
 
@@ -68,7 +70,7 @@ struct HealthState {
 }
 
 /// The state of each port.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Checks {
     /// The item store.
     pub items: String,
@@ -91,6 +93,22 @@ pub fn router_with(ports: Ports, extras: Vec<Box<dyn ExtraCheck>>) -> Router {
     })
 }
 
+/// The health route's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(health), components(schemas(HealthReport, Checks)))]
+pub struct HealthApi;
+
+/// Whether the server and each of its stores answer.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "health",
+    operation_id = "health",
+    responses(
+        (status = 200, description = "Every store answered.", body = HealthReport),
+        (status = 503, description = "A store did not answer; `checks` says which.", body = HealthReport),
+    )
+)]
 async fn health(State(HealthState { ports, extras }): State<HealthState>) -> (StatusCode, Json<HealthReport>) {
     let (items, queue, blobs) = tokio::join!(
         check(ports.items.ping()),

@@ -5,8 +5,10 @@
 pub mod auth;
 pub mod blobs;
 pub mod client_ip;
+pub mod docs;
 pub mod health;
 pub mod internal;
+pub mod openapi;
 pub mod problem;
 pub mod rate_limit;
 pub mod ssrf;

@@ -71,14 +71,16 @@ pub async fn open_backend(config: &Config, public_url: &str) -> anyhow::Result<B
 }
 
 /// Every route of the local server, each request logged at `info` with its status and latency;
-/// `/health` also reports the pipeline's canary and what `extras` say.
+/// `/health` also reports the pipeline's canary and what `extras` say; the API's documentation
+/// is at `/api/docs`, `/api/redoc` and `/api/openapi.json`.
 pub fn app(backend: &Backend, auth: AuthService, v1: V1State, extras: Vec<Box<dyn ExtraCheck>>) -> Router {
     let mut checks: Vec<Box<dyn ExtraCheck>> = vec![Box::new(PipelineCheck(v1.clone()))];
     checks.extend(extras);
     let mut app = tessera_api::health::router_with(backend.ports.clone(), checks)
         .merge(tessera_api::auth::router(auth))
         .merge(tessera_api::internal::router(v1.clone()))
-        .merge(tessera_api::v1::router(v1));
+        .merge(tessera_api::v1::router(v1))
+        .merge(tessera_api::docs::router());
     if let Some(store) = &backend.embedded {
         app = app.merge(tessera_api::blobs::router(store.clone()));
     }

@@ -5,6 +5,7 @@ pub mod error;
 pub mod jwt;
 pub mod layer;
 pub mod routes;
+pub mod schemas;
 pub mod secrets;
 pub mod service;
 

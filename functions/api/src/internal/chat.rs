@@ -13,6 +13,7 @@
 //! | `GET /api/internal/guilds/{guild_ref}/settings` | a chat server's settings: `{max_steps, allowed_models, daily_jobs_per_user}` (null: the plan decides) |
 //! | `PUT /api/internal/guilds/{guild_ref}/settings` | replaces them (the bot checks that its caller administers the server) |
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -22,9 +23,30 @@ use tessera_store::accounts::TenantRecord;
 use tessera_store::guilds::{GuildSettings, Guilds};
 use tessera_store::jobs::{DailyCap, JobRecord};
 
+use super::{ServiceJson, path_text, schemas};
 use crate::auth::routes::timestamp;
-use crate::problem::JsonBody;
+use crate::openapi::ErrorBody;
 use crate::v1::{ApiError, V1State};
+
+/// The chat-user routes' part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(models, usage, active_jobs, job, cancel, settings, save_settings),
+    components(schemas(
+        schemas::ChatUserPlan,
+        schemas::ChatUserUsage,
+        schemas::ChatUserJobs,
+        schemas::ActiveJobStatus,
+        schemas::ChatActiveJob,
+        schemas::ChatUserJob,
+        schemas::ChatJobParams,
+        schemas::CancelledStatus,
+        schemas::ChatJobCancelled,
+        schemas::GuildSettingsView,
+        schemas::GuildSettingsInput,
+    ))
+)]
+pub struct ChatApi;
 
 /// The routes (the caller adds the service-credential layer).
 pub fn routes() -> Router<V1State> {
@@ -60,8 +82,33 @@ fn checked_guild(raw: &str) -> Result<String, ApiError> {
     }
 }
 
-async fn settings(State(state): State<V1State>, Path(guild): Path<String>) -> Result<Json<Value>, ApiError> {
-    let guild = checked_guild(&guild)?;
+/// A chat server's settings.
+///
+/// The limits a server's managers set for its members' jobs; null leaves the matter to the plan.
+#[utoipa::path(
+    get,
+    path = "/api/internal/guilds/{guild_ref}/settings",
+    tag = "internal",
+    operation_id = "internal_guild_settings",
+    params(("guild_ref" = String, Path, description = "The chat server, `<platform>:<server id>` (digits and `-`, up to 32).", pattern = "^(discord|telegram):[0-9-]{1,32}$", example = "discord:123456789")),
+    security(("service_key" = [])),
+    responses(
+        (status = 200, description = "The settings (all null for a server never set up).", body = schemas::GuildSettingsView),
+        (status = 400, description = "`INVALID_PARAMS`: a malformed `guild_ref`.", body = ErrorBody,
+            example = json!({"error": {"code": "INVALID_PARAMS", "message": "Invalid parameters",
+                "details": {"field": "guild", "reason": "expected <platform>:<server id>, e.g. discord:123456789"}}})),
+        (status = 401, description = "No service key, or one that does not verify.", body = ErrorBody,
+            example = json!({"error": {"code": "UNAUTHORIZED", "message": "this route needs a service credential",
+                "details": "send Authorization: Bearer <API key or access token>"}})),
+        (status = 503, description = "The store did not answer; retry later.", body = ErrorBody,
+            example = json!({"error": {"code": "SERVICE_UNAVAILABLE", "message": "service temporarily unavailable; retry later", "details": null}})),
+    )
+)]
+async fn settings(
+    State(state): State<V1State>,
+    guild: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let guild = checked_guild(&path_text(guild))?;
     let settings = Guilds::new(state.items.clone()).settings(&guild).await?;
     Ok(Json(settings_view(&settings)))
 }
@@ -74,12 +121,39 @@ fn settings_view(settings: &GuildSettings) -> Value {
     })
 }
 
+/// Replaces a chat server's settings.
+///
+/// The bot checks that its caller manages the server. A setting left out or null leaves the
+/// matter to the plan.
+#[utoipa::path(
+    put,
+    path = "/api/internal/guilds/{guild_ref}/settings",
+    tag = "internal",
+    operation_id = "internal_save_guild_settings",
+    params(("guild_ref" = String, Path, description = "The chat server, `<platform>:<server id>` (digits and `-`, up to 32).", pattern = "^(discord|telegram):[0-9-]{1,32}$", example = "discord:123456789")),
+    request_body = schemas::GuildSettingsInput,
+    security(("service_key" = [])),
+    responses(
+        (status = 200, description = "The settings now.", body = schemas::GuildSettingsView),
+        (status = 400, description = "`INVALID_PARAMS`: a malformed `guild_ref` or JSON, an unknown setting, a number out of range, or an unknown model.",
+            body = ErrorBody,
+            example = json!({"error": {"code": "INVALID_PARAMS", "message": "Invalid parameters",
+                "details": {"field": "max_steps", "reason": "expected a whole number from 1 to 150"}}})),
+        (status = 401, description = "No service key, or one that does not verify.", body = ErrorBody,
+            example = json!({"error": {"code": "UNAUTHORIZED", "message": "this route needs a service credential",
+                "details": "send Authorization: Bearer <API key or access token>"}})),
+        (status = 413, description = "The body is over 2 MiB (`PAYLOAD_TOO_LARGE`).", body = ErrorBody),
+        (status = 415, description = "The body is not `Content-Type: application/json` (`UNSUPPORTED_MEDIA_TYPE`).", body = ErrorBody),
+        (status = 503, description = "The store did not answer; retry later.", body = ErrorBody,
+            example = json!({"error": {"code": "SERVICE_UNAVAILABLE", "message": "service temporarily unavailable; retry later", "details": null}})),
+    )
+)]
 async fn save_settings(
     State(state): State<V1State>,
-    Path(guild): Path<String>,
-    JsonBody(body): JsonBody<Value>,
+    guild: Result<Path<String>, PathRejection>,
+    ServiceJson(body): ServiceJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    let guild = checked_guild(&guild)?;
+    let guild = checked_guild(&path_text(guild))?;
     let Some(fields) = body.as_object() else {
         return Err(ApiError::invalid("body", "expected an object"));
     };
@@ -177,6 +251,24 @@ pub(crate) async fn apply_guild_settings(
     }))
 }
 
+/// The models a bot may offer.
+///
+/// As `GET /api/v1/models`, without the free canary model.
+#[utoipa::path(
+    get,
+    path = "/api/internal/models",
+    tag = "internal",
+    operation_id = "internal_list_models",
+    security(("service_key" = [])),
+    responses(
+        (status = 200, description = "The models.", body = crate::v1::schemas::ModelList),
+        (status = 401, description = "No service key, or one that does not verify.", body = ErrorBody,
+            example = json!({"error": {"code": "UNAUTHORIZED", "message": "this route needs a service credential",
+                "details": "send Authorization: Bearer <API key or access token>"}})),
+        (status = 503, description = "The store did not answer; retry later.", body = ErrorBody,
+            example = json!({"error": {"code": "SERVICE_UNAVAILABLE", "message": "service temporarily unavailable; retry later", "details": null}})),
+    )
+)]
 async fn models(State(state): State<V1State>) -> Json<Value> {
     let offered: Vec<_> = state
         .catalog
@@ -196,8 +288,30 @@ async fn tenant_of(state: &V1State, user_ref: &str) -> Result<Option<TenantRecor
     Ok(accounts.tenant(&user.tenant_id).await?)
 }
 
-async fn usage(State(state): State<V1State>, Path(user_ref): Path<String>) -> Result<Json<Value>, ApiError> {
-    let tenant = tenant_of(&state, &user_ref).await?;
+/// A chat user's tokens today.
+///
+/// A user never seen answers the Free plan, unused (and is not created).
+#[utoipa::path(
+    get,
+    path = "/api/internal/chat-users/{user_ref}/usage",
+    tag = "internal",
+    operation_id = "internal_chat_user_usage",
+    params(("user_ref" = String, Path, description = "The chat user, `<platform>:<user id>`.", example = "telegram:123456789")),
+    security(("service_key" = [])),
+    responses(
+        (status = 200, description = "Today's tokens.", body = schemas::ChatUserUsage),
+        (status = 401, description = "No service key, or one that does not verify.", body = ErrorBody,
+            example = json!({"error": {"code": "UNAUTHORIZED", "message": "this route needs a service credential",
+                "details": "send Authorization: Bearer <API key or access token>"}})),
+        (status = 503, description = "The store did not answer; retry later.", body = ErrorBody,
+            example = json!({"error": {"code": "SERVICE_UNAVAILABLE", "message": "service temporarily unavailable; retry later", "details": null}})),
+    )
+)]
+async fn usage(
+    State(state): State<V1State>,
+    user_ref: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = tenant_of(&state, &path_text(user_ref)).await?;
     let tier = tenant.as_ref().map_or(PlanTier::Free, |tenant| tenant.plan);
     let plan = state.catalog.plan(tier);
     let used = match &tenant {
@@ -215,8 +329,30 @@ async fn usage(State(state): State<V1State>, Path(user_ref): Path<String>) -> Re
     })))
 }
 
-async fn active_jobs(State(state): State<V1State>, Path(user_ref): Path<String>) -> Result<Json<Value>, ApiError> {
-    let Some(tenant) = tenant_of(&state, &user_ref).await? else {
+/// A chat user's active jobs.
+///
+/// Their queued and running jobs, newest first (none for a user never seen).
+#[utoipa::path(
+    get,
+    path = "/api/internal/chat-users/{user_ref}/jobs",
+    tag = "internal",
+    operation_id = "internal_chat_user_jobs",
+    params(("user_ref" = String, Path, description = "The chat user, `<platform>:<user id>`.", example = "telegram:123456789")),
+    security(("service_key" = [])),
+    responses(
+        (status = 200, description = "The jobs.", body = schemas::ChatUserJobs),
+        (status = 401, description = "No service key, or one that does not verify.", body = ErrorBody,
+            example = json!({"error": {"code": "UNAUTHORIZED", "message": "this route needs a service credential",
+                "details": "send Authorization: Bearer <API key or access token>"}})),
+        (status = 503, description = "The store did not answer; retry later.", body = ErrorBody,
+            example = json!({"error": {"code": "SERVICE_UNAVAILABLE", "message": "service temporarily unavailable; retry later", "details": null}})),
+    )
+)]
+async fn active_jobs(
+    State(state): State<V1State>,
+    user_ref: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Some(tenant) = tenant_of(&state, &path_text(user_ref)).await? else {
         return Ok(Json(json!({ "jobs": [] })));
     };
     let mut jobs = Vec::new();
@@ -252,10 +388,34 @@ async fn users_job(state: &V1State, user_ref: &str, raw_id: &str) -> Result<(Ten
     Ok((tenant, job))
 }
 
+/// One of a chat user's jobs.
+///
+/// What the job asked for, to repeat it (from a button). Someone else's job answers 404.
+#[utoipa::path(
+    get,
+    path = "/api/internal/chat-users/{user_ref}/jobs/{job_id}",
+    tag = "internal",
+    operation_id = "internal_chat_user_job",
+    params(("user_ref" = String, Path, description = "The chat user, `<platform>:<user id>`.", example = "telegram:123456789"), ("job_id" = String, Path, description = "The job's id (`job_` and 12 lowercase letters or digits).", pattern = "^job_[a-z0-9]{12}$", example = "job_abc123def456")),
+    security(("service_key" = [])),
+    responses(
+        (status = 200, description = "The job's request.", body = schemas::ChatUserJob),
+        (status = 401, description = "No service key, or one that does not verify.", body = ErrorBody,
+            example = json!({"error": {"code": "UNAUTHORIZED", "message": "this route needs a service credential",
+                "details": "send Authorization: Bearer <API key or access token>"}})),
+        (status = 404, description = "`NOT_FOUND`: no such job of this user.", body = ErrorBody,
+            example = json!({"error": {"code": "NOT_FOUND", "message": "Job not found", "details": null}})),
+        (status = 503, description = "The store did not answer; retry later.", body = ErrorBody,
+            example = json!({"error": {"code": "SERVICE_UNAVAILABLE", "message": "service temporarily unavailable; retry later", "details": null}})),
+    )
+)]
 async fn job(
     State(state): State<V1State>,
-    Path((user_ref, job_id)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Ok(Path((user_ref, job_id))) = path else {
+        return Err(ApiError::job_not_found());
+    };
     let (_, job) = users_job(&state, &user_ref, &job_id).await?;
     Ok(Json(json!({
         "job_id": job.job_id,
@@ -273,10 +433,37 @@ async fn job(
     })))
 }
 
+/// Cancels one of a chat user's jobs.
+///
+/// As `DELETE /api/v1/jobs/{job_id}`: the job stops and its tokens are refunded, once.
+#[utoipa::path(
+    delete,
+    path = "/api/internal/chat-users/{user_ref}/jobs/{job_id}",
+    tag = "internal",
+    operation_id = "internal_cancel_chat_user_job",
+    params(("user_ref" = String, Path, description = "The chat user, `<platform>:<user id>`.", example = "telegram:123456789"), ("job_id" = String, Path, description = "The job's id (`job_` and 12 lowercase letters or digits).", pattern = "^job_[a-z0-9]{12}$", example = "job_abc123def456")),
+    security(("service_key" = [])),
+    responses(
+        (status = 200, description = "Cancelled and refunded.", body = schemas::ChatJobCancelled),
+        (status = 401, description = "No service key, or one that does not verify.", body = ErrorBody,
+            example = json!({"error": {"code": "UNAUTHORIZED", "message": "this route needs a service credential",
+                "details": "send Authorization: Bearer <API key or access token>"}})),
+        (status = 404, description = "`NOT_FOUND`: no such job of this user.", body = ErrorBody,
+            example = json!({"error": {"code": "NOT_FOUND", "message": "Job not found", "details": null}})),
+        (status = 409, description = "`CONFLICT`: the job is already finished or cancelled (`details.status` says which).",
+            body = ErrorBody,
+            example = json!({"error": {"code": "CONFLICT", "message": "the job is already COMPLETED", "details": {"status": "COMPLETED"}}})),
+        (status = 503, description = "The store did not answer; retry later.", body = ErrorBody,
+            example = json!({"error": {"code": "SERVICE_UNAVAILABLE", "message": "service temporarily unavailable; retry later", "details": null}})),
+    )
+)]
 async fn cancel(
     State(state): State<V1State>,
-    Path((user_ref, job_id)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Ok(Path((user_ref, job_id))) = path else {
+        return Err(ApiError::job_not_found());
+    };
     let (tenant, job) = users_job(&state, &user_ref, &job_id).await?;
     crate::v1::jobs::cancel_job(&state, &tenant, job).await.map(Json)
 }

@@ -138,3 +138,13 @@ impl From<RequestError> for ApiError {
 pub fn v1_style(error: AuthError) -> Response {
     ApiError::from(error).into_response()
 }
+
+/// Renders an auth refusal of the internal family: the v1 format, with a hint that names the
+/// credential those routes take.
+pub fn service_style(error: AuthError) -> Response {
+    let mut api = ApiError::from(error);
+    if api.status == StatusCode::UNAUTHORIZED {
+        api.details = json!("send Authorization: Bearer <service key>");
+    }
+    api.into_response()
+}

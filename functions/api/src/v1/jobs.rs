@@ -21,13 +21,43 @@ use tessera_store::jobs::{CreateRefused, DailyCap, IdempotencyRecord, JobOrigin,
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{ApiError, V1State, protected};
+use super::{ApiError, V1State, protected, schemas};
 use crate::auth::routes::timestamp;
+use crate::openapi::{ErrorBody, V1Refusals};
 
 /// How long artifact URLs stay valid after completion (the artifacts bucket's lifecycle).
 const ARTIFACT_DAYS: i64 = 7;
 /// The longest `Idempotency-Key`.
 const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// The jobs family's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(create, list, show, cancel, events),
+    components(schemas(
+        schemas::CreateJob,
+        schemas::JobParamsInput,
+        schemas::JobCreated,
+        schemas::JobView,
+        schemas::QueuedJob,
+        schemas::RunningJob,
+        schemas::CompletedJob,
+        schemas::FailedJob,
+        schemas::CancelledJob,
+        schemas::Artifact,
+        schemas::JobMetadata,
+        schemas::JobFailure,
+        schemas::JobWebhook,
+        schemas::JobCancelled,
+        schemas::JobList,
+        schemas::JobSummary,
+        schemas::JobStatusEvent,
+        schemas::CapabilityName,
+        schemas::PriorityName,
+        schemas::JobStatusName,
+    ))
+)]
+pub struct JobsApi;
 
 /// The family's routes.
 pub fn router(state: V1State) -> Router {
@@ -51,6 +81,25 @@ pub(crate) fn require(principal: &Principal, scope: Scope) -> Result<(), ApiErro
     }
 }
 
+/// Creates a job: validates it, charges its tokens and reserves a concurrent-job slot in one
+/// transaction, and queues it. With `Idempotency-Key`, a retry answers the first response.
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs",
+    tag = "jobs",
+    operation_id = "create_job",
+    request_body = schemas::CreateJob,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Up to 255 printable characters; kept 24 hours. The same key with the same body answers the first response; with another body, 409.")),
+    security(("bearer" = []), ("api_key_header" = [])),
+    responses(
+        (status = 201, description = "Queued (or the first answer to this Idempotency-Key).", body = schemas::JobCreated),
+        (status = 400, description = "`INVALID_PARAMS` (`details.field` names the field) or `INVALID_PROMPT`.", body = ErrorBody),
+        (status = 402, description = "`QUOTA_EXCEEDED`: not enough tokens left today.", body = ErrorBody),
+        (status = 404, description = "`MODEL_NOT_FOUND`.", body = ErrorBody),
+        (status = 409, description = "The Idempotency-Key was used with another body.", body = ErrorBody),
+        V1Refusals,
+    )
+)]
 async fn create(
     State(state): State<V1State>,
     Extension(principal): Extension<Principal>,
@@ -316,6 +365,20 @@ async fn tenant_job(state: &V1State, tenant: &TenantRecord, raw_id: &str) -> Res
         .ok_or_else(ApiError::job_not_found)
 }
 
+/// The job, in the shape of its state.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{job_id}",
+    tag = "jobs",
+    operation_id = "get_job",
+    params(("job_id" = String, Path, description = "The job's id.", example = "job_abc123def456")),
+    security(("bearer" = []), ("api_key_header" = [])),
+    responses(
+        (status = 200, description = "The job.", body = schemas::JobView),
+        (status = 404, description = "No such job for this tenant.", body = ErrorBody),
+        V1Refusals,
+    )
+)]
 async fn show(
     State(state): State<V1State>,
     Extension(principal): Extension<Principal>,
@@ -339,6 +402,19 @@ const EVENTS_KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// `GET /api/v1/jobs/{id}/events`: Server-Sent Events, one `status` event (the job as `GET`
 /// shows it) whenever its status or progress changes, ending after a final state.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{job_id}/events",
+    tag = "jobs",
+    operation_id = "job_events",
+    params(("job_id" = String, Path, description = "The job's id.", example = "job_abc123def456")),
+    security(("bearer" = []), ("api_key_header" = [])),
+    responses(
+        (status = 200, description = "A stream of `status` events, each `data` a job as `GET /api/v1/jobs/{job_id}` shows it; it ends after a final state.", content_type = "text/event-stream", body = schemas::JobStatusEvent),
+        (status = 404, description = "No such job for this tenant.", body = ErrorBody),
+        V1Refusals,
+    )
+)]
 async fn events(
     State(state): State<V1State>,
     Extension(principal): Extension<Principal>,
@@ -487,6 +563,21 @@ async fn completed_view(state: &V1State, job: &JobRecord) -> Result<Value, ApiEr
     }))
 }
 
+/// Cancels a `QUEUED` or `RUNNING` job and refunds its tokens; the worker is told.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/jobs/{job_id}",
+    tag = "jobs",
+    operation_id = "cancel_job",
+    params(("job_id" = String, Path, description = "The job's id.", example = "job_abc123def456")),
+    security(("bearer" = []), ("api_key_header" = [])),
+    responses(
+        (status = 200, description = "Cancelled and refunded.", body = schemas::JobCancelled),
+        (status = 404, description = "No such job for this tenant.", body = ErrorBody),
+        (status = 409, description = "The job is already final (`details.status`).", body = ErrorBody),
+        V1Refusals,
+    )
+)]
 async fn cancel(
     State(state): State<V1State>,
     Extension(principal): Extension<Principal>,
@@ -539,6 +630,26 @@ struct ListQuery {
     since: Option<String>,
 }
 
+/// The tenant's jobs, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs",
+    tag = "jobs",
+    operation_id = "list_jobs",
+    params(
+        ("status" = Option<schemas::JobStatusName>, Query, description = "Only jobs in this state."),
+        ("capability" = Option<schemas::CapabilityName>, Query, description = "Only jobs of this capability."),
+        ("since" = Option<String>, Query, description = "Only jobs created after this ISO 8601 time.", example = "2025-12-17T20:00:00Z"),
+        ("limit" = Option<u64>, Query, description = "Page size, 1 to 100 (default 20).", minimum = 1, maximum = 100),
+        ("offset" = Option<u64>, Query, description = "Rows to skip (default 0).", minimum = 0),
+    ),
+    security(("bearer" = []), ("api_key_header" = [])),
+    responses(
+        (status = 200, description = "One page.", body = schemas::JobList),
+        (status = 400, description = "`INVALID_PARAMS`: a filter or bound is not valid.", body = ErrorBody),
+        V1Refusals,
+    )
+)]
 async fn list(
     State(state): State<V1State>,
     Extension(principal): Extension<Principal>,

@@ -5,6 +5,7 @@ pub mod canary;
 pub mod error;
 pub mod jobs;
 pub mod models;
+pub mod schemas;
 pub mod sweep;
 pub mod users;
 pub mod webhooks;

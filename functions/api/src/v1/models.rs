@@ -7,7 +7,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tessera_core::Capability;
 
-use super::{ApiError, V1State, protected};
+use super::{ApiError, V1State, protected, schemas};
+use crate::openapi::{ErrorBody, V1Refusals};
+
+/// The models family's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list), components(schemas(schemas::ModelList, schemas::ModelView)))]
+pub struct ModelsApi;
 
 /// The family's routes.
 pub fn router(state: V1State) -> Router {
@@ -19,6 +25,20 @@ struct Filter {
     capability: Option<String>,
 }
 
+/// The model catalog, optionally of one capability.
+#[utoipa::path(
+    get,
+    path = "/api/v1/models",
+    tag = "models",
+    operation_id = "list_models",
+    params(("capability" = Option<schemas::CapabilityName>, Query, description = "Only models of this capability.")),
+    security(("bearer" = []), ("api_key_header" = [])),
+    responses(
+        (status = 200, description = "The models.", body = schemas::ModelList),
+        (status = 400, description = "`INVALID_PARAMS`: unknown capability.", body = ErrorBody),
+        V1Refusals,
+    )
+)]
 async fn list(
     State(state): State<V1State>,
     filter: Result<Query<Filter>, axum::extract::rejection::QueryRejection>,

@@ -11,13 +11,29 @@ use tessera_store::accounts::TenantRecord;
 use time::{Date, Month};
 
 use super::jobs::utc_day;
-use super::{ApiError, V1State, protected};
+use super::{ApiError, V1State, protected, schemas};
 use crate::auth::routes::{plan_view, timestamp};
+use crate::openapi::{ErrorBody, V1Refusals};
 
 /// The longest usage range, in days.
 const MAX_USAGE_DAYS: i64 = 366;
 /// The usage range when none is given, in days (ending today).
 const DEFAULT_USAGE_DAYS: i64 = 30;
+
+/// The users family's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(me, usage),
+    components(schemas(
+        schemas::UserMe,
+        schemas::PlanView,
+        schemas::TodayUsage,
+        schemas::UsageHistory,
+        schemas::UsageDay,
+        schemas::UsageTotal
+    ))
+)]
+pub struct UsersApi;
 
 /// The family's routes.
 pub fn router(state: V1State) -> Router {
@@ -27,6 +43,15 @@ pub fn router(state: V1State) -> Router {
     protected(routes, state)
 }
 
+/// The caller, the tenant's plan, and today's tokens.
+#[utoipa::path(
+    get,
+    path = "/api/v1/user/me",
+    tag = "users",
+    operation_id = "get_user_me",
+    security(("bearer" = []), ("api_key_header" = [])),
+    responses((status = 200, description = "The caller.", body = schemas::UserMe), V1Refusals)
+)]
 async fn me(
     State(state): State<V1State>,
     Extension(principal): Extension<Principal>,
@@ -58,6 +83,24 @@ struct Range {
     end_date: Option<String>,
 }
 
+/// Usage per day over a range (default: the last 30 days; at most 366), from the daily
+/// counters.
+#[utoipa::path(
+    get,
+    path = "/api/v1/user/usage",
+    tag = "users",
+    operation_id = "get_user_usage",
+    params(
+        ("start_date" = Option<String>, Query, description = "The first day, YYYY-MM-DD (default: 29 days before end_date).", example = "2025-12-01"),
+        ("end_date" = Option<String>, Query, description = "The last day, YYYY-MM-DD (default: today, UTC).", example = "2025-12-17"),
+    ),
+    security(("bearer" = []), ("api_key_header" = [])),
+    responses(
+        (status = 200, description = "One row per day with activity.", body = schemas::UsageHistory),
+        (status = 400, description = "`INVALID_PARAMS`: a date is not valid, or the range is reversed or too long.", body = ErrorBody),
+        V1Refusals,
+    )
+)]
 async fn usage(
     State(state): State<V1State>,
     Extension(tenant): Extension<TenantRecord>,

@@ -33,12 +33,26 @@ pub use deliver::{DeliveryMessage, Handled, handle};
 pub use secret::WebhookKey;
 
 use super::jobs::{page_bounds, page_of, require};
-use super::{ApiError, V1State, protected};
+use super::{ApiError, V1State, protected, schemas};
 use crate::auth::routes::timestamp;
+use crate::openapi::{ErrorBody, V1Refusals};
 use crate::ssrf::{HostResolver, SystemResolver, webhook_client};
 
 /// How long a receiver has to answer.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The webhooks family's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(rotate_secret, list, show, redeliver),
+    components(schemas(
+        schemas::WebhookSecret,
+        schemas::Delivery,
+        schemas::DeliveryAttempt,
+        schemas::DeliveryList
+    ))
+)]
+pub struct WebhooksApi;
 
 /// How webhooks are checked, signed and sent.
 #[derive(Clone)]
@@ -93,6 +107,20 @@ pub fn router(state: V1State) -> Router {
     protected(routes, state)
 }
 
+/// Makes a new webhook signing secret, shown this once; the previous one keeps signing for 24
+/// hours.
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks/secret",
+    tag = "webhooks",
+    operation_id = "rotate_webhook_secret",
+    security(("bearer" = []), ("api_key_header" = [])),
+    responses(
+        (status = 201, description = "The new secret.", body = schemas::WebhookSecret),
+        (status = 409, description = "Another rotation happened at the same moment; try again.", body = ErrorBody),
+        V1Refusals,
+    )
+)]
 async fn rotate_secret(
     State(state): State<V1State>,
     Extension(principal): Extension<Principal>,
@@ -132,6 +160,25 @@ struct ListQuery {
     offset: Option<String>,
 }
 
+/// The tenant's webhook deliveries, newest first, each with its attempt log.
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhooks/deliveries",
+    tag = "webhooks",
+    operation_id = "list_webhook_deliveries",
+    params(
+        ("job_id" = Option<String>, Query, description = "Only deliveries of this job.", example = "job_abc123def456"),
+        ("status" = Option<String>, Query, description = "Only deliveries in this state: pending, retrying, delivered or failed."),
+        ("limit" = Option<u64>, Query, description = "Page size, 1 to 100 (default 20).", minimum = 1, maximum = 100),
+        ("offset" = Option<u64>, Query, description = "Rows to skip (default 0).", minimum = 0),
+    ),
+    security(("bearer" = []), ("api_key_header" = [])),
+    responses(
+        (status = 200, description = "One page.", body = schemas::DeliveryList),
+        (status = 400, description = "`INVALID_PARAMS`: a filter or bound is not valid.", body = ErrorBody),
+        V1Refusals,
+    )
+)]
 async fn list(
     State(state): State<V1State>,
     Extension(principal): Extension<Principal>,
@@ -168,6 +215,20 @@ async fn list(
     Ok(Json(page_of("deliveries", &deliveries, bounds, delivery_view)))
 }
 
+/// One delivery, with its attempt log.
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhooks/deliveries/{delivery_id}",
+    tag = "webhooks",
+    operation_id = "get_webhook_delivery",
+    params(("delivery_id" = String, Path, description = "The delivery's id.", example = "dlv_abc123def456")),
+    security(("bearer" = []), ("api_key_header" = [])),
+    responses(
+        (status = 200, description = "The delivery.", body = schemas::Delivery),
+        (status = 404, description = "No such delivery for this tenant.", body = ErrorBody),
+        V1Refusals,
+    )
+)]
 async fn show(
     State(state): State<V1State>,
     Extension(principal): Extension<Principal>,
@@ -179,6 +240,20 @@ async fn show(
     Ok(Json(delivery_view(&delivery)))
 }
 
+/// Sends a delivery's event again, as a new delivery with the same event id and body.
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks/deliveries/{delivery_id}/redeliver",
+    tag = "webhooks",
+    operation_id = "redeliver_webhook",
+    params(("delivery_id" = String, Path, description = "The delivery's id.", example = "dlv_abc123def456")),
+    security(("bearer" = []), ("api_key_header" = [])),
+    responses(
+        (status = 202, description = "The new delivery, queued.", body = schemas::Delivery),
+        (status = 404, description = "No such delivery for this tenant.", body = ErrorBody),
+        V1Refusals,
+    )
+)]
 async fn redeliver(
     State(state): State<V1State>,
     Extension(principal): Extension<Principal>,
