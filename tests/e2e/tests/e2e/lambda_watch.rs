@@ -28,6 +28,8 @@ const FIRST_ANSWER: Duration = Duration::from_secs(15 * 60);
 /// How long the watch gets to stop on SIGTERM (it stops its functions) before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
+/// Through the watch's function URLs: a job created with an API key (201), read back (200,
+/// `QUEUED`), refused without a key (401), and the models listed by another function.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_and_models_answer_through_cargo_lambda_watch() {
     let cargo_lambda = cargo_lambda();
