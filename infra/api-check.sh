@@ -18,9 +18,9 @@ cd "$root"
 schemathesis="${TESSERA_SCHEMATHESIS:-$(infra/tools.sh schemathesis)}"
 examples="${TESSERA_API_CHECK_EXAMPLES:-50}"
 
-echo "== building the dev server" >&2
+echo "== building the dev server (the tessera binary)" >&2
 cargo build --locked -p tessera-dev --quiet
-server="$root/target/debug/tessera-dev"
+server="$root/target/debug/tessera"
 
 work="$(mktemp -d)"
 pid=""

@@ -172,14 +172,14 @@ fn start_server(dir: &std::path::Path) -> (Child, String, String) {
     }
     let catalog_path = dir.join("bench-catalog.json");
     std::fs::write(&catalog_path, catalog.to_string()).expect("catalog");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera-dev"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
         .env("TESSERA_ADDR", "127.0.0.1:0")
         .env("TESSERA_DATA_DIR", dir)
         .env("TESSERA_CATALOG", &catalog_path)
         .env("RUST_LOG", "warn,tessera_dev=info")
         .stdout(Stdio::piped())
         .spawn()
-        .expect("start tessera-dev");
+        .expect("start tessera");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let (mut key, mut base) = (None, None);
     while base.is_none() {

@@ -1,7 +1,9 @@
-//! The local all-in-one Tessera server that `cargo run` starts: every API family on one port,
-//! over the embedded store in `.tessera/` (or over AWS with `TESSERA_BACKEND=aws`).
+//! The `tessera` binary's library: the local all-in-one server that `cargo run` starts (every API
+//! family on one port, over the embedded store in `.tessera/`, or over AWS with
+//! `TESSERA_BACKEND=aws`), and the command-line client of any Tessera API ([`cli`]).
 
 pub mod accounts;
+pub mod cli;
 pub mod config;
 pub mod worker;
 

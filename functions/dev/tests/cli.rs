@@ -1,4 +1,4 @@
-//! The real `tessera-dev` binary, as `cargo run` starts it: it serves, answers health, and
+//! The real `tessera` binary, as `cargo run` starts it: it serves, answers health, and
 //! stops cleanly on Ctrl-C (SIGINT); `bootstrap --aws` is idempotent against the emulator.
 
 use std::io::{BufRead, BufReader};
@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_tessera-dev");
+const BINARY: &str = env!("CARGO_BIN_EXE_tessera");
 
 /// Reads the child's stdout on a thread, forwarding lines so the test can wait for one.
 fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
@@ -50,7 +50,7 @@ fn start_server(dir: &std::path::Path, extra: &[(&str, &str)]) -> Started {
     for (name, value) in extra {
         command.env(name, value);
     }
-    let mut child = command.spawn().expect("start tessera-dev");
+    let mut child = command.spawn().expect("start tessera");
     let lines = lines_of(&mut child);
     let mut startup = Vec::new();
     let listening = loop {
@@ -121,7 +121,7 @@ fn a_bad_environment_variable_stops_it_with_a_message_naming_the_variable() {
     let output = Command::new(BINARY)
         .env("TESSERA_BACKEND", "postgres")
         .output()
-        .expect("run tessera-dev");
+        .expect("run tessera");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("TESSERA_BACKEND"), "{stderr}");

@@ -6,6 +6,7 @@
 mod auth;
 mod blobs;
 mod canary;
+mod cli;
 mod dev_server;
 mod discord;
 mod docs;
