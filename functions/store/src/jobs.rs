@@ -114,6 +114,10 @@ pub struct JobRecord {
     pub estimated_time_seconds: u32,
     /// Creation time, unix seconds.
     pub created_at: i64,
+    /// Creation time in microseconds, which orders jobs created within one second (absent
+    /// on jobs stored before it was kept: they order by `created_at` and id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at_micros: Option<i64>,
     /// When a worker took it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<i64>,
@@ -425,7 +429,8 @@ impl Jobs {
         query.descending = true;
         query.limit = 1000;
         if let Some(since) = since {
-            query.range = SortRange::Gt(format!("{:020}#~", since.max(0)));
+            // Above every key of that second: `<seconds>#<id>` and `<seconds><micros>#<id>`.
+            query.range = SortRange::Gt(format!("{:020}999999#~", since.max(0)));
         }
         self.collect(query).await
     }
@@ -435,7 +440,7 @@ impl Jobs {
     pub async fn queued_ahead(&self, job: &JobRecord) -> StoreResult<u64> {
         let mut query = Query::partition(lane_key(job.capability, job.priority));
         query.index = Some("gsi2".into());
-        query.range = SortRange::Lt(order_key(job.created_at, &job.job_id));
+        query.range = SortRange::Lt(creation_order(job));
         query.limit = QUEUE_COUNT_CAP;
         self.items.count(&self.jobs, query).await
     }
@@ -570,7 +575,7 @@ impl Jobs {
     pub async fn release(&self, job: &JobRecord, worker: &str, attempt: u32) -> StoreResult<()> {
         let update = Update::set("status", JobStatus::Queued.as_str())
             .and_set("gsi2pk", lane_key(job.capability, job.priority))
-            .and_set("gsi2sk", order_key(job.created_at, &job.job_id))
+            .and_set("gsi2sk", creation_order(job))
             .and_add("attempt", -1)
             .and_remove("started_at")
             .and_remove("worker_id")
@@ -873,16 +878,27 @@ fn order_key(created_at: i64, id: &JobId) -> String {
     format!("{:020}#{id}", created_at.max(0))
 }
 
+/// The job's place in its tenant's list and its lane: its creation instant, to the microsecond,
+/// then its id. The microseconds' 26 digits are the seconds' 20 then 6 more, so the key of a job
+/// stored before microseconds were kept (`<seconds>#<id>`) sorts before every newer key of its
+/// second, and after every key of the seconds before.
+fn creation_order(job: &JobRecord) -> String {
+    match job.created_at_micros {
+        Some(micros) => format!("{:026}#{}", micros.max(0), job.job_id),
+        None => order_key(job.created_at, &job.job_id),
+    }
+}
+
 fn job_item(job: &JobRecord) -> StoreResult<Item> {
     let mut item = to_item(job)?;
     let key = job_key(&job.job_id);
     item.insert("pk".into(), key.pk.into());
     item.insert("sk".into(), key.sk.into());
     item.insert("gsi1pk".into(), format!("TENANT#{}#JOBS", job.tenant_id).into());
-    item.insert("gsi1sk".into(), order_key(job.created_at, &job.job_id).into());
+    item.insert("gsi1sk".into(), creation_order(job).into());
     if job.status == JobStatus::Queued {
         item.insert("gsi2pk".into(), lane_key(job.capability, job.priority).into());
-        item.insert("gsi2sk".into(), order_key(job.created_at, &job.job_id).into());
+        item.insert("gsi2sk".into(), creation_order(job).into());
     }
     Ok(item)
 }

@@ -168,8 +168,8 @@ impl Submission<'_> {
                 .await
                 .map_err(|reason| ApiError::invalid("webhook_url", reason))?;
         }
-        let now = state.now();
-        let mut job = new_job(state, self.tenant, self.user_id.clone(), &request, now);
+        let mut job = new_job(state, self.tenant, self.user_id.clone(), &request, state.now_micros());
+        let now = job.created_at;
         job.origin = self.origin.clone();
         let ahead = state.jobs.queued_ahead(&job).await?;
         let answer = json!({
@@ -233,8 +233,9 @@ fn new_job(
     tenant: &TenantRecord,
     user_id: tessera_core::UserId,
     request: &JobRequest,
-    now: i64,
+    now_micros: i64,
 ) -> JobRecord {
+    let now = now_micros.div_euclid(1_000_000);
     JobRecord {
         job_id: JobId::generate(state.ids.as_ref()),
         tenant_id: tenant.id.clone(),
@@ -256,6 +257,7 @@ fn new_job(
         webhook_url: request.webhook_url.clone(),
         estimated_time_seconds: request.model.estimated_time_seconds,
         created_at: now,
+        created_at_micros: Some(now_micros),
         started_at: None,
         completed_at: None,
         failed_at: None,

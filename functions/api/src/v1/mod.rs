@@ -85,6 +85,11 @@ impl V1State {
         self.clock.now().unix_timestamp()
     }
 
+    /// Now, in microseconds since the epoch.
+    pub fn now_micros(&self) -> i64 {
+        i64::try_from(self.clock.now().unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
+    }
+
     /// The tokens `tenant` has used today (UTC), in thousandths, from its usage counter.
     pub async fn tokens_used_today(&self, tenant: &tessera_core::TenantId) -> tessera_store::StoreResult<u64> {
         let today = jobs::utc_day(self.now());

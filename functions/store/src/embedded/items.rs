@@ -14,14 +14,14 @@ use crate::item::{
 };
 
 /// How many secondary indexes a table may have: one column pair each in `items`.
-const INDEX_SLOTS: usize = 2;
+pub(super) const INDEX_SLOTS: usize = 2;
 
 #[async_trait]
 impl ItemStore for EmbeddedStore {
     async fn get(&self, table: &TableDef, key: &Key) -> StoreResult<Option<Item>> {
         check_table(table)?;
         key.validate()?;
-        load_live(&self.db(), &table.name, key, self.now_unix())
+        load_live(&*self.reader()?, &table.name, key, self.now_unix())
     }
 
     async fn put(&self, table: &TableDef, item: Item, condition: Option<Condition>) -> StoreResult<()> {
@@ -89,7 +89,7 @@ impl ItemStore for EmbeddedStore {
         check_table(table)?;
         query.validate()?;
         let plan = QueryPlan::new(table, &query, self.now_unix())?;
-        let mut items = plan.run(&self.db())?;
+        let mut items = plan.run(&*self.reader()?)?;
         let more = items.len() > query.limit;
         items.truncate(query.limit);
         let cursor = match items.last() {
@@ -103,8 +103,11 @@ impl ItemStore for EmbeddedStore {
         check_table(table)?;
         query.cursor = None;
         query.validate()?;
+        let db = self.reader()?;
+        if let Some(count) = count_from_size(&db, table, &query)? {
+            return Ok(count);
+        }
         let plan = QueryPlan::counting(table, &query, self.now_unix())?;
-        let db = self.db();
         let mut statement = db.prepare_cached(&plan.sql)?;
         let count: i64 = statement.query_row(params_from_iter(&plan.params), |row| row.get(0))?;
         Ok(u64::try_from(count).unwrap_or(0))
@@ -177,11 +180,14 @@ impl Row {
         })
     }
 
-    /// Creates or replaces the row.
+    /// Creates or replaces the row (an upsert, not `INSERT OR REPLACE`: a replaced row must fire
+    /// the update trigger that keeps the index sizes).
     fn store(&self, db: &Connection, table: &str) -> StoreResult<()> {
         let mut statement = db.prepare_cached(
-            "INSERT OR REPLACE INTO items (tbl, pk, sk, doc, ttl, i0pk, i0sk, i1pk, i1sk)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO items (tbl, pk, sk, doc, ttl, i0pk, i0sk, i1pk, i1sk)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (tbl, pk, sk) DO UPDATE SET doc = excluded.doc, ttl = excluded.ttl,
+                 i0pk = excluded.i0pk, i0sk = excluded.i0sk, i1pk = excluded.i1pk, i1sk = excluded.i1sk",
         )?;
         let part = |slot: usize, sort: bool| {
             self.indexes[slot]
@@ -272,6 +278,55 @@ fn remove(db: &Connection, table: &str, key: &Key) -> StoreResult<()> {
     Ok(())
 }
 
+/// How many items past the range's bound [`count_from_size`] steps over before it gives up on
+/// the index size: a count near the end of a partition (a new job's place in its lane) is
+/// answered in a few steps, whatever the partition holds.
+const SIZE_PROBE: i64 = 32;
+
+/// Counts an index query from its partition's size, when that is exact and cheap: the
+/// partition holds no item with a TTL (so every item in it is live), and the range is the whole
+/// partition or everything below a bound with fewer than [`SIZE_PROBE`] items at or above it.
+/// `None` when the index must be stepped instead.
+fn count_from_size(db: &Connection, table: &TableDef, query: &Query) -> StoreResult<Option<u64>> {
+    let Some(index) = query.index.as_deref() else {
+        return Ok(None);
+    };
+    let slot = table.index_position(index)?;
+    let (above, bound) = match &query.range {
+        SortRange::All => (">=", None),
+        SortRange::Lt(bound) => (">=", Some(bound)),
+        SortRange::Le(bound) => (">", Some(bound)),
+        _ => return Ok(None),
+    };
+    // With no bound, `>= ''` takes in the whole partition; the probe is then not needed.
+    let (bound, probe) = match bound {
+        Some(bound) => (bound.as_str(), SIZE_PROBE),
+        None => ("", 0),
+    };
+    let mut statement = db.prepare_cached(&size_count_sql(slot, above, probe))?;
+    let (items, expiring, at_or_above): (Option<i64>, Option<i64>, i64) = statement
+        .query_row(params![table.name, query.partition, bound, slot], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })?;
+    if expiring.unwrap_or(0) != 0 || at_or_above >= probe.max(1) {
+        return Ok(None);
+    }
+    let below = items.unwrap_or(0) - at_or_above;
+    let limit = i64::try_from(query.limit).map_err(internal)?;
+    Ok(Some(u64::try_from(below.clamp(0, limit)).unwrap_or(0)))
+}
+
+/// The statement of [`count_from_size`]: the partition's size and how many items (up to a
+/// limit) lie `above` (`>=` or `>`) the bound.
+fn size_count_sql(slot: usize, above: &str, limit: i64) -> String {
+    format!(
+        "SELECT size.items, size.expiring,
+                (SELECT COUNT(*) FROM (SELECT 1 FROM items
+                    WHERE tbl = ?1 AND i{slot}pk = ?2 AND i{slot}sk {above} ?3 LIMIT {limit}))
+         FROM (SELECT 1) LEFT JOIN index_sizes AS size ON size.tbl = ?1 AND size.slot = ?4 AND size.part = ?2"
+    )
+}
+
 /// A query as SQL: the statement text depends only on the query's shape, so each shape is
 /// prepared once and cached.
 struct QueryPlan {
@@ -281,14 +336,7 @@ struct QueryPlan {
 
 impl QueryPlan {
     fn new(table: &TableDef, query: &Query, now: i64) -> StoreResult<Self> {
-        let slot = match query.index.as_deref() {
-            Some(index) => Some(table.index_position(index)?),
-            None => None,
-        };
-        let (partition_column, sort_column) = match slot {
-            Some(slot) => (format!("i{slot}pk"), format!("i{slot}sk")),
-            None => ("pk".to_owned(), "sk".to_owned()),
-        };
+        let (slot, partition_column, sort_column) = key_columns(table, query)?;
         let mut plan = Self {
             sql: format!("SELECT doc FROM items WHERE tbl = ? AND {partition_column} = ?"),
             params: vec![text(&table.name), text(&query.partition)],
@@ -302,32 +350,24 @@ impl QueryPlan {
             Some(_) => format!(", pk {order}, sk {order}"),
             None => String::new(),
         };
-        plan.sql += &format!(" AND (ttl IS NULL OR ttl > ?) ORDER BY {sort_column} {order}{tie_break} LIMIT ?");
+        // One row past the page tells whether more follow. The limit is part of the text: SQLite
+        // prepares a statement anew each time a bound LIMIT is bound, even to the same value.
+        let limit = query.limit + 1;
+        plan.sql += &format!(" AND (ttl IS NULL OR ttl > ?) ORDER BY {sort_column} {order}{tie_break} LIMIT {limit}");
         plan.params.push(SqlValue::Integer(now));
-        // One row past the page tells whether more follow.
-        plan.params
-            .push(SqlValue::Integer(i64::try_from(query.limit + 1).map_err(internal)?));
         Ok(plan)
     }
 
     /// `SELECT COUNT(*)` over the query's live items.
     fn counting(table: &TableDef, query: &Query, now: i64) -> StoreResult<Self> {
-        let (partition_column, sort_column) = match query.index.as_deref() {
-            Some(index) => {
-                let slot = table.index_position(index)?;
-                (format!("i{slot}pk"), format!("i{slot}sk"))
-            }
-            None => ("pk".to_owned(), "sk".to_owned()),
-        };
+        let (_, partition_column, sort_column) = key_columns(table, query)?;
         let mut plan = Self {
             sql: format!("SELECT COUNT(*) FROM (SELECT 1 FROM items WHERE tbl = ? AND {partition_column} = ?"),
             params: vec![text(&table.name), text(&query.partition)],
         };
         plan.add_range(&sort_column, &query.range)?;
-        plan.sql += " AND (ttl IS NULL OR ttl > ?) LIMIT ?)";
+        plan.sql += &format!(" AND (ttl IS NULL OR ttl > ?) LIMIT {})", query.limit);
         plan.params.push(SqlValue::Integer(now));
-        plan.params
-            .push(SqlValue::Integer(i64::try_from(query.limit).map_err(internal)?));
         Ok(plan)
     }
 
@@ -400,6 +440,17 @@ impl QueryPlan {
             .collect::<Result<Vec<_>, _>>()?;
         docs.iter().map(|doc| parse(doc)).collect()
     }
+}
+
+/// The query's index slot (`None` for the table's own key), and its partition and sort columns.
+fn key_columns(table: &TableDef, query: &Query) -> StoreResult<(Option<usize>, String, String)> {
+    Ok(match query.index.as_deref() {
+        Some(index) => {
+            let slot = table.index_position(index)?;
+            (Some(slot), format!("i{slot}pk"), format!("i{slot}sk"))
+        }
+        None => (None, "pk".to_owned(), "sk".to_owned()),
+    })
 }
 
 fn text(value: &str) -> SqlValue {

@@ -34,7 +34,12 @@ pub struct EmbeddedConfig {
 
 /// The three ports on one SQLite file and a folder of blobs.
 pub struct EmbeddedStore {
+    /// The connection that writes (and reads inside its write transactions).
     connection: Mutex<Connection>,
+    /// The file, for opening reader connections.
+    path: PathBuf,
+    /// Idle reader connections: reads outside a write take one, so they run beside the writer.
+    readers: Mutex<Vec<Connection>>,
     blob_dir: PathBuf,
     public_url: String,
     clock: Arc<dyn Clock>,
@@ -45,6 +50,8 @@ pub struct EmbeddedStore {
     /// What the long polls know of other processes' writes: the last `data_version` seen, and
     /// when it was last read (so that many waiting polls read it once a millisecond in all).
     peek: Mutex<queue::Peek>,
+    /// Checkpoints the write-ahead log beside the requests, while the store lives.
+    _checkpointer: schema::Checkpointer,
 }
 
 impl EmbeddedStore {
@@ -53,16 +60,21 @@ impl EmbeddedStore {
         std::fs::create_dir_all(&config.dir)?;
         let blob_dir = config.dir.join("blobs");
         std::fs::create_dir_all(&blob_dir)?;
-        let connection = schema::open(&config.dir.join("store.sqlite3"))?;
+        let path = config.dir.join("store.sqlite3");
+        let connection = schema::open(&path)?;
+        let checkpointer = schema::Checkpointer::start(&path)?;
         let signer = signing::load_or_create_signer(&config.dir.join("signing.key"))?;
         Ok(Self {
             connection: Mutex::new(connection),
+            path,
+            readers: Mutex::default(),
             blob_dir,
             public_url: config.public_url.trim_end_matches('/').to_owned(),
             clock: config.clock,
             signer,
             arrivals: Notify::new(),
             peek: Mutex::default(),
+            _checkpointer: checkpointer,
         })
     }
 
@@ -70,6 +82,24 @@ impl EmbeddedStore {
     /// rolls back when dropped), so a poisoned lock is safe to take over.
     fn db(&self) -> MutexGuard<'_, Connection> {
         self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A reader connection, given back to the pool when dropped (at most [`IDLE_READERS`] are
+    /// kept); reads that need not see a write transaction's own changes use one.
+    fn reader(&self) -> StoreResult<Reader<'_>> {
+        let idle = self
+            .readers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop();
+        let connection = match idle {
+            Some(connection) => connection,
+            None => schema::open_reader(&self.path)?,
+        };
+        Ok(Reader {
+            connection: Some(connection),
+            pool: &self.readers,
+        })
     }
 
     /// Now, in whole seconds since the epoch (the unit of item TTLs and URL expiry).
@@ -103,6 +133,36 @@ impl fmt::Debug for EmbeddedStore {
             .field("public_url", &self.public_url)
             .field("clock", &self.clock)
             .finish_non_exhaustive()
+    }
+}
+
+/// How many idle reader connections the store keeps.
+const IDLE_READERS: usize = 4;
+
+/// A reader connection on loan from the store's pool.
+struct Reader<'a> {
+    connection: Option<Connection>,
+    pool: &'a Mutex<Vec<Connection>>,
+}
+
+impl std::ops::Deref for Reader<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.connection
+            .as_ref()
+            .expect("a reader holds its connection until dropped")
+    }
+}
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        let mut idle = self.pool.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if idle.len() < IDLE_READERS
+            && let Some(connection) = self.connection.take()
+        {
+            idle.push(connection);
+        }
     }
 }
 

@@ -26,7 +26,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(10);
 const PEEK_INTERVAL: Duration = Duration::from_millis(1);
 
 /// How many candidate rows one receive reads at a time.
-const SCAN_BATCH: i64 = 32;
+pub(super) const SCAN_BATCH: i64 = 32;
 
 #[async_trait]
 impl Queue for EmbeddedStore {
@@ -116,7 +116,7 @@ impl Queue for EmbeddedStore {
     async fn counts(&self, queue: &QueueDef) -> StoreResult<QueueCounts> {
         queue.validate()?;
         let now = self.now_ms();
-        let db = self.db();
+        let db = self.reader()?;
         let mut statement = db.prepare_cached(
             "SELECT COALESCE(SUM(visible_at <= ?1), 0),
                     COALESCE(SUM(visible_at > ?1 AND receive_count > 0), 0),
@@ -282,11 +282,12 @@ impl Scan<'_> {
     }
 
     fn candidates(&self, after: i64) -> StoreResult<Vec<Candidate>> {
-        let mut statement = self.db.prepare_cached(
+        // The batch is part of the text: a bound LIMIT makes SQLite prepare the statement anew.
+        let mut statement = self.db.prepare_cached(&format!(
             "SELECT seq, grp, receive_count FROM messages
-             WHERE queue = ?1 AND seq > ?2 AND visible_at <= ?3 ORDER BY seq LIMIT ?4",
-        )?;
-        let rows = statement.query_map(params![self.queue.name, after, self.now, SCAN_BATCH], |row| {
+             WHERE queue = ?1 AND seq > ?2 AND visible_at <= ?3 ORDER BY seq LIMIT {SCAN_BATCH}"
+        ))?;
+        let rows = statement.query_map(params![self.queue.name, after, self.now], |row| {
             Ok(Candidate {
                 seq: row.get(0)?,
                 group: row.get(1)?,

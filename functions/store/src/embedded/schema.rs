@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use crate::error::{StoreError, StoreResult};
 
 /// The schema this code writes; a file with a newer one was made by newer code.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Enough cached statements for every query shape the backend prepares.
 const STATEMENT_CACHE: usize = 128;
@@ -29,6 +29,18 @@ CREATE TABLE IF NOT EXISTS items (
 -- `ttl` last makes the indexes covering for counts (a count reads no item).
 CREATE INDEX IF NOT EXISTS items_i0 ON items (tbl, i0pk, i0sk, pk, sk, ttl) WHERE i0pk IS NOT NULL;
 CREATE INDEX IF NOT EXISTS items_i1 ON items (tbl, i1pk, i1sk, pk, sk, ttl) WHERE i1pk IS NOT NULL;
+
+-- How many items each index partition holds, and how many of those have a TTL, kept by the
+-- triggers of `size_triggers` in the transaction that writes the items: a count of a partition
+-- with no expiring item can be answered from its size (see `items::count`), not by stepping.
+CREATE TABLE IF NOT EXISTS index_sizes (
+    tbl TEXT NOT NULL,
+    slot INTEGER NOT NULL,
+    part TEXT NOT NULL,
+    items INTEGER NOT NULL,
+    expiring INTEGER NOT NULL,
+    PRIMARY KEY (tbl, slot, part)
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -72,9 +84,90 @@ pub(super) fn open(path: &Path) -> StoreResult<Connection> {
     // keeps every committed transaction across a process crash.
     connection.pragma_update(None, "journal_mode", "WAL")?;
     connection.pragma_update(None, "synchronous", "NORMAL")?;
+    // Checkpoints run on the store's own thread (see `Checkpointer`), not inside a commit that
+    // every other request waits behind.
+    connection.pragma_update(None, "wal_autocheckpoint", 0)?;
     connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     migrate(&mut connection)?;
     Ok(connection)
+}
+
+/// The triggers that keep `index_sizes`: an item counts in the partition of each index slot it
+/// has a key in. Items are written by upsert (an `UPDATE` when the row exists), so the update
+/// triggers see a replaced item's old and new partitions.
+fn size_triggers() -> String {
+    let slots = 0..super::items::INDEX_SLOTS;
+    let add = |slot: usize| {
+        format!(
+            "INSERT INTO index_sizes (tbl, slot, part, items, expiring)
+                 SELECT new.tbl, {slot}, new.i{slot}pk, 1, new.ttl IS NOT NULL WHERE new.i{slot}pk IS NOT NULL
+                 ON CONFLICT DO UPDATE SET items = items + 1, expiring = expiring + excluded.expiring;"
+        )
+    };
+    let remove = |slot: usize| {
+        format!(
+            "UPDATE index_sizes SET items = items - 1, expiring = expiring - (old.ttl IS NOT NULL)
+                 WHERE tbl = old.tbl AND slot = {slot} AND part = old.i{slot}pk;"
+        )
+    };
+    let mut sql = format!(
+        "CREATE TRIGGER IF NOT EXISTS items_sized_on_insert AFTER INSERT ON items BEGIN {} END;
+         CREATE TRIGGER IF NOT EXISTS items_sized_on_delete AFTER DELETE ON items BEGIN {} END;",
+        slots.clone().map(add).collect::<String>(),
+        slots.clone().map(remove).collect::<String>(),
+    );
+    for slot in slots {
+        sql += &format!(
+            "CREATE TRIGGER IF NOT EXISTS items_sized_on_update_{slot} AFTER UPDATE ON items
+                 WHEN old.i{slot}pk IS NOT new.i{slot}pk OR (old.ttl IS NULL) <> (new.ttl IS NULL)
+                 BEGIN {} {} END;",
+            remove(slot),
+            add(slot)
+        );
+    }
+    sql
+}
+
+/// Opens another connection to the file at `path`, which `open` made ready, for reads: in WAL
+/// mode each read sees the last commit, and runs beside the writer.
+pub(super) fn open_reader(path: &Path) -> StoreResult<Connection> {
+    let connection = Connection::open(path)?;
+    connection.busy_timeout(Duration::from_secs(5))?;
+    connection.pragma_update(None, "query_only", true)?;
+    connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(connection)
+}
+
+/// How often the checkpointer copies the write-ahead log back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// A thread that checkpoints the file's write-ahead log on its own connection, so that the
+/// copying and its fsync happen beside the requests rather than in the commit of one of them
+/// (SQLite's automatic checkpoint); it stops when the store that started it is dropped.
+pub(super) struct Checkpointer {
+    /// Dropped with the store: the thread sees its channel close and ends.
+    _stop: std::sync::mpsc::Sender<()>,
+}
+
+impl Checkpointer {
+    /// Starts checkpointing the file at `path`.
+    pub(super) fn start(path: &Path) -> StoreResult<Self> {
+        let connection = Connection::open(path)?;
+        connection.busy_timeout(Duration::from_millis(100))?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("tessera-checkpoint".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+                    // PASSIVE copies what it can without waiting for readers or blocking writers.
+                    let done = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                    if let Err(error) = done {
+                        tracing::warn!(%error, "checkpoint of the store's write-ahead log failed");
+                    }
+                }
+            })?;
+        Ok(Self { _stop: stop })
+    }
 }
 
 fn migrate(connection: &mut Connection) -> StoreResult<()> {
@@ -90,6 +183,16 @@ fn migrate(connection: &mut Connection) -> StoreResult<()> {
         transaction.execute_batch("DROP INDEX IF EXISTS items_i0; DROP INDEX IF EXISTS items_i1;")?;
     }
     transaction.execute_batch(SCHEMA)?;
+    transaction.execute_batch(&size_triggers())?;
+    if version < 3 {
+        // Version 3 added the index sizes; a file from before has items to size.
+        transaction.execute_batch(
+            "INSERT INTO index_sizes (tbl, slot, part, items, expiring)
+                 SELECT tbl, 0, i0pk, COUNT(*), COUNT(ttl) FROM items WHERE i0pk IS NOT NULL GROUP BY tbl, i0pk;
+             INSERT INTO index_sizes (tbl, slot, part, items, expiring)
+                 SELECT tbl, 1, i1pk, COUNT(*), COUNT(ttl) FROM items WHERE i1pk IS NOT NULL GROUP BY tbl, i1pk;",
+        )?;
+    }
     transaction.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     transaction.commit()?;
     Ok(())

@@ -122,3 +122,28 @@ fn prefix_upper_bounds_bump_the_last_code_point() {
     assert_eq!(prefix_upper_bound("\u{10FFFF}"), None);
     assert_eq!(prefix_upper_bound(""), None);
 }
+
+/// Commits leave their pages in the write-ahead log (no commit checkpoints); the store's own
+/// thread copies them into the database file soon after.
+#[tokio::test]
+async fn the_checkpointer_copies_the_log_into_the_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store_in(dir.path(), &clock());
+    let file = dir.path().join("store.sqlite3");
+    let size = || std::fs::metadata(&file).expect("the file").len();
+    let before = size();
+    let padding = "x".repeat(2000);
+    for n in 0..200 {
+        let row = item(json!({"pk": format!("job#{n}"), "sk": "meta", "padding": padding}));
+        ItemStore::put(&store, &table(), row, None).await.expect("put");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while size() < before + 200 * 2000 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        size() >= before + 200 * 2000,
+        "the file grew from {before} to only {} bytes",
+        size()
+    );
+}

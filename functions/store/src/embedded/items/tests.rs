@@ -314,3 +314,236 @@ async fn a_transaction_writes_all_or_nothing() {
     let usage = store.get(&jobs(), &account).await.expect("get");
     assert_eq!(usage.map(|usage| usage["jobs"].clone()), Some(json!(1)));
 }
+
+/// The count of an index range, stepped item by item (what the size must agree with).
+async fn stepped_count(store: &crate::embedded::EmbeddedStore, partition: &str, range: SortRange) -> u64 {
+    let page = store
+        .query(
+            &jobs(),
+            Query {
+                index: Some("gsi2".into()),
+                range,
+                limit: 1000,
+                ..Query::partition(partition)
+            },
+        )
+        .await
+        .expect("query");
+    page.items.len() as u64
+}
+
+async fn counted(store: &crate::embedded::EmbeddedStore, partition: &str, range: SortRange, limit: usize) -> u64 {
+    let query = Query {
+        index: Some("gsi2".into()),
+        range,
+        limit,
+        ..Query::partition(partition)
+    };
+    store.count(&jobs(), query).await.expect("count")
+}
+
+/// Every write path keeps the index sizes right, so counts read from them agree with the
+/// stepped ones: puts, upserts that move an item between partitions or give it a TTL,
+/// deletes, transactions, the purge of expired items, and a refused transaction.
+#[tokio::test]
+async fn counts_from_index_sizes_agree_with_stepped_counts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = clock();
+    let store = store_in(dir.path(), &clock);
+    let lane = |n: u32| {
+        item(json!({"pk": format!("job#{n:04}"), "sk": "job", "gsi2pk": "lane#a", "gsi2sk": format!("{n:04}")}))
+    };
+    for n in 0..300 {
+        store.put(&jobs(), lane(n), None).await.expect("put");
+    }
+    let check = |range: SortRange, limit: usize, expected: u64| {
+        let store = &store;
+        async move {
+            assert_eq!(
+                stepped_count(store, "lane#a", range.clone()).await.min(limit as u64),
+                expected
+            );
+            assert_eq!(counted(store, "lane#a", range, limit).await, expected);
+        }
+    };
+    check(SortRange::Lt("0300".into()), 1000, 300).await;
+    check(SortRange::Lt("0290".into()), 1000, 290).await;
+    check(SortRange::Le("0290".into()), 1000, 291).await;
+    check(SortRange::Lt("0290".into()), 100, 100).await;
+    check(SortRange::All, 1000, 300).await;
+    check(SortRange::Lt("0100".into()), 1000, 100).await;
+    check(SortRange::Gt("0100".into()), 1000, 199).await;
+
+    // Rewriting an item in place changes nothing; moving it out of the lane and back does.
+    store.put(&jobs(), lane(5), None).await.expect("rewrite");
+    let moved = Update::set("gsi2pk", "running");
+    for n in [1, 2, 3] {
+        store
+            .update(&jobs(), &Key::new(format!("job#{n:04}"), "job"), moved.clone(), None)
+            .await
+            .expect("move");
+    }
+    check(SortRange::Lt("0300".into()), 1000, 297).await;
+    assert_eq!(counted(&store, "running", SortRange::All, 1000).await, 3);
+    store
+        .delete(&jobs(), &Key::new("job#0010", "job"), None)
+        .await
+        .expect("delete");
+    let writes = vec![
+        Write::Delete {
+            table: jobs(),
+            key: Key::new("job#0011", "job"),
+            condition: None,
+        },
+        Write::Put {
+            table: jobs(),
+            item: lane(300),
+            condition: Some(Condition::NotExists),
+        },
+    ];
+    store.transact(writes).await.expect("transaction");
+    check(SortRange::Lt("0301".into()), 1000, 296).await;
+    let refused = vec![
+        Write::Put {
+            table: jobs(),
+            item: lane(301),
+            condition: None,
+        },
+        Write::Put {
+            table: jobs(),
+            item: lane(0),
+            condition: Some(Condition::NotExists),
+        },
+    ];
+    assert!(matches!(store.transact(refused).await, Err(StoreError::Conflict(_))));
+    check(SortRange::Lt("0302".into()), 1000, 296).await;
+
+    // An item with a TTL in the partition: the count steps the index (and skips it once it
+    // expires); once the purge removes it, sizes serve again.
+    let mut expiring = lane(400);
+    expiring.insert("ttl".into(), json!(clock.now_unix() + 5));
+    store.put(&jobs(), expiring, None).await.expect("put");
+    check(SortRange::Lt("0500".into()), 1000, 297).await;
+    clock.advance(Duration::seconds(5));
+    check(SortRange::Lt("0500".into()), 1000, 296).await;
+    assert_eq!(store.purge_expired_items().expect("purge"), 1);
+    check(SortRange::Lt("0500".into()), 1000, 296).await;
+    assert_eq!(counted(&store, "no such lane", SortRange::All, 10).await, 0);
+    assert_eq!(recorded_size(dir.path(), "lane#a"), (296, 0));
+    assert_eq!(recorded_size(dir.path(), "running"), (3, 0));
+}
+
+/// What `index_sizes` holds for a `gsi2` partition: items, and items with a TTL.
+fn recorded_size(dir: &std::path::Path, partition: &str) -> (i64, i64) {
+    let connection = rusqlite::Connection::open(dir.join("store.sqlite3")).expect("open");
+    connection
+        .query_row(
+            "SELECT items, expiring FROM index_sizes WHERE tbl = 'jobs' AND slot = 1 AND part = ?1",
+            [partition],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .expect("size")
+}
+
+/// A file written before the sizes existed (schema version 2) gets them on open.
+#[tokio::test]
+async fn opening_an_older_file_sizes_its_partitions() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = clock();
+    {
+        let store = store_in(dir.path(), &clock);
+        for n in 0..40 {
+            let row =
+                item(json!({"pk": format!("job#{n}"), "sk": "job", "gsi2pk": "lane#b", "gsi2sk": format!("{n:03}")}));
+            store.put(&jobs(), row, None).await.expect("put");
+        }
+    }
+    let connection = rusqlite::Connection::open(dir.path().join("store.sqlite3")).expect("open");
+    connection
+        .execute_batch("DELETE FROM index_sizes; PRAGMA user_version = 2;")
+        .expect("downgrade");
+    drop(connection);
+    let store = store_in(dir.path(), &clock);
+    assert_eq!(recorded_size(dir.path(), "lane#b"), (40, 0));
+    assert_eq!(counted(&store, "lane#b", SortRange::Lt("100".into()), 1000).await, 40);
+    assert_eq!(counted(&store, "lane#b", SortRange::All, 1000).await, 40);
+}
+
+/// Queries, counts and the queue's statements run prepared: binding new values does not make
+/// SQLite prepare the statement again (as a bound LIMIT does, at every binding).
+#[tokio::test]
+async fn index_statements_are_prepared_once() {
+    use rusqlite::StatementStatus;
+
+    use super::{QueryPlan, size_count_sql};
+    use crate::queue::{OutgoingMessage, Queue, QueueDef, ReceiveRequest};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = clock();
+    let store = store_in(dir.path(), &clock);
+    let queue = QueueDef::standard("work");
+    let query = |partition: &str, range: SortRange| Query {
+        index: Some("gsi2".into()),
+        range,
+        ..Query::partition(partition)
+    };
+    for (n, partition) in ["lane#a", "lane#b", "lane#c"].into_iter().enumerate() {
+        let row = item(json!({"pk": format!("job#{n}"), "sk": "job", "gsi2pk": partition, "gsi2sk": "1"}));
+        store.put(&jobs(), row, None).await.expect("put");
+        store
+            .query(&jobs(), query(partition, SortRange::All))
+            .await
+            .expect("query");
+        store
+            .count(&jobs(), query(partition, SortRange::Lt("2".into())))
+            .await
+            .expect("count");
+        store
+            .count(&jobs(), query(partition, SortRange::Gt("0".into())))
+            .await
+            .expect("count");
+        store.send(&queue, OutgoingMessage::new("m")).await.expect("send");
+        let request = ReceiveRequest::new(1, std::time::Duration::ZERO);
+        let received = store.receive(&queue, request).await.expect("receive");
+        let receipt = &received[0].receipt;
+        store
+            .change_visibility(&queue, receipt, std::time::Duration::from_secs(5))
+            .await
+            .expect("extend");
+        Queue::delete(&store, &queue, receipt).await.expect("delete");
+    }
+    let now = clock.now_unix();
+    let reads = [
+        QueryPlan::new(&jobs(), &query("lane#a", SortRange::All), now)
+            .expect("plan")
+            .sql,
+        QueryPlan::counting(&jobs(), &query("lane#a", SortRange::Gt("0".into())), now)
+            .expect("plan")
+            .sql,
+        size_count_sql(1, ">=", 32),
+    ];
+    let writes = [
+        "UPDATE messages SET visible_at = ?1
+                 WHERE queue = ?2 AND receipt = ?3 AND visible_at > ?4"
+            .to_owned(),
+        "DELETE FROM messages WHERE queue = ?1 AND receipt = ?2".into(),
+        format!(
+            "SELECT seq, grp, receive_count FROM messages
+             WHERE queue = ?1 AND seq > ?2 AND visible_at <= ?3 ORDER BY seq LIMIT {}",
+            crate::embedded::queue::SCAN_BATCH
+        ),
+    ];
+    let (reader, writer) = (store.reader().expect("reader"), store.db());
+    let checks = reads
+        .iter()
+        .map(|sql| (&*reader, sql))
+        .chain(writes.iter().map(|sql| (&*writer, sql)));
+    for (db, sql) in checks {
+        let statement = db.prepare_cached(sql).expect("cached");
+        assert!(
+            statement.get_status(StatementStatus::Run) >= 3,
+            "not the statement run: {sql}"
+        );
+        assert_eq!(statement.get_status(StatementStatus::RePrepare), 0, "{sql}");
+    }
+}
