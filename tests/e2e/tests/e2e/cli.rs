@@ -281,9 +281,6 @@ async fn jobs_ls_filters_by_status_capability_and_limit() {
         .json(key, &["imagine", "a calm lake", "--res", "64x64", "--out", &out], 0)
         .await;
     let completed_id = completed["job"]["job_id"].as_str().expect("id").to_owned();
-    // Jobs are listed by their creation second, then by id: the second job must be a second
-    // younger for "newest first" to be defined.
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     stack.fake.fail_next(Failure::Runtime { oom: false });
     let failed = stack.json(key, &["imagine", "a storm", "--res", "64x64"], 1).await;
     assert_eq!(failed["job"]["status"], "FAILED", "{failed}");

@@ -24,6 +24,7 @@ conformance!(
     a_cancel_sent_twice_at_once_refunds_exactly_once,
     an_idempotency_key_replays_the_first_answer_and_creates_one_job,
     queue_position_and_eta_move_as_jobs_ahead_leave,
+    jobs_created_within_one_second_keep_their_order,
     invalid_requests_answer_the_spec_error_object_and_create_nothing,
     another_tenants_job_answers_404,
     the_plan_request_limit_answers_429_with_retry_after,
@@ -450,6 +451,53 @@ async fn queue_position_and_eta_move_as_jobs_ahead_leave(backend: Backend) {
     assert_eq!(position(ids[2].clone()).await, (json!(2), json!(180)));
     set_job(&app.backend, &ids[1], Update::set("status", "RUNNING")).await;
     assert_eq!(position(ids[2].clone()).await, (json!(1), json!(90)));
+}
+
+/// Jobs order by the instant they were created, finer than the second the API shows: within
+/// one second, each new job queues behind the earlier ones and lists before them, and `since`
+/// still means after that whole second.
+async fn jobs_created_within_one_second_keep_their_order(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let user = account(&app, PlanTier::Pro).await;
+    let video = json!({"capability": "video", "params": {"prompt": "waves", "model": "svd"}, "priority": "low"});
+    let now = tessera_core::Clock::now(&app.backend.clock);
+    app.backend
+        .clock
+        .advance(time::Duration::seconds(1) - time::Duration::nanoseconds(i64::from(now.nanosecond())));
+    let mut ids = Vec::new();
+    let mut seconds = Vec::new();
+    for expected in 1..=3 {
+        let (status, created) = create(&app, &user.token, &video).await;
+        assert_eq!(status, 201, "{created}");
+        assert_eq!(created["queue_position"], expected, "{created}");
+        ids.push(created["job_id"].as_str().expect("id").to_owned());
+        seconds.push(created["created_at"].as_str().expect("created_at").to_owned());
+    }
+    assert!(
+        seconds.iter().all(|second| *second == seconds[0]),
+        "the three creates took over a second: {seconds:?}"
+    );
+    let (_, listed) = send(&app, Method::GET, "/api/v1/jobs", &user.token, None).await;
+    let listed: Vec<&str> = listed["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .map(|job| job["job_id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(listed, [&ids[2], &ids[1], &ids[0]], "newest first");
+    let since = |at: time::OffsetDateTime| {
+        let at = at
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("format");
+        format!("/api/v1/jobs?since={}", at.replace('+', "%2B"))
+    };
+    let created = time::OffsetDateTime::parse(&seconds[0], &time::format_description::well_known::Rfc3339)
+        .expect("created_at is RFC 3339");
+    let (_, same_second) = send(&app, Method::GET, &since(created), &user.token, None).await;
+    assert_eq!(same_second["pagination"]["total"], 0, "{same_second}");
+    let before = created - time::Duration::seconds(1);
+    let (_, second_before) = send(&app, Method::GET, &since(before), &user.token, None).await;
+    assert_eq!(second_before["pagination"]["total"], 3, "{second_before}");
 }
 
 async fn invalid_requests_answer_the_spec_error_object_and_create_nothing(backend: Backend) {
