@@ -146,7 +146,7 @@ impl Bench {
 fn table() -> TableDef {
     TableDef {
         name: "jobs".into(),
-        indexes: vec![],
+        indexes: vec![].into(),
     }
 }
 

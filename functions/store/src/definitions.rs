@@ -78,8 +78,8 @@ fn generic_indexes() -> Vec<IndexDef> {
 
 fn table(name: &str) -> TableDef {
     TableDef {
-        name: name.to_owned(),
-        indexes: generic_indexes(),
+        name: name.into(),
+        indexes: generic_indexes().into(),
     }
 }
 

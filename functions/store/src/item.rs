@@ -7,6 +7,7 @@
 //! store's clock is expired: it is never returned and counts as absent for conditions.
 
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -14,6 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
 use crate::error::{StoreError, StoreResult};
+use crate::queue::{OutgoingMessage, QueueDef};
 
 /// One stored item: a JSON object whose `pk` and `sk` attributes are strings.
 pub type Item = Map<String, Value>;
@@ -33,12 +35,13 @@ pub const MAX_TRANSACTION_WRITES: usize = 25;
 pub const MAX_QUERY_LIMIT: usize = 1000;
 
 /// A table: its logical name (the physical one adds the deployment prefix) and its indexes.
+/// Shared, so that a clone (one per write of a transaction) costs no allocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableDef {
     /// Logical name, e.g. `jobs`.
-    pub name: String,
+    pub name: Arc<str>,
     /// Global secondary indexes, at most two.
-    pub indexes: Vec<IndexDef>,
+    pub indexes: Arc<[IndexDef]>,
 }
 
 /// A global secondary index: a second (partition, sort) key pair over the same items.
@@ -615,6 +618,22 @@ pub trait ItemStore: Send + Sync {
     /// Applies 1 to 25 writes all together, or none of them: `Conflict` if any condition fails.
     async fn transact(&self, writes: Vec<Write>) -> StoreResult<()>;
 
+    /// A transaction that a queue message goes with, where the backend keeps its queues in the
+    /// same database as its items (the embedded one): it applies `with_message` and sends
+    /// `message` to `queue`, all together or none, and answers `true`. Elsewhere (DynamoDB and
+    /// SQS) it applies `without_message` as [`ItemStore::transact`] does and answers `false`:
+    /// the caller then sends the message itself, after.
+    async fn transact_and_send(
+        &self,
+        with_message: Vec<Write>,
+        without_message: Vec<Write>,
+        queue: &QueueDef,
+        message: OutgoingMessage,
+    ) -> StoreResult<bool> {
+        let _ = (with_message, queue, message);
+        self.transact(without_message).await.map(|()| false)
+    }
+
     /// Checks that the backend answers.
     async fn ping(&self) -> StoreResult<()>;
 }
@@ -678,7 +697,8 @@ mod tests {
                 name: "gsi1".into(),
                 partition_key: "gsi1pk".into(),
                 sort_key: "gsi1sk".into(),
-            }],
+            }]
+            .into(),
         };
         let row = item(json!({"pk": "a", "sk": "b", "gsi1pk": "u", "gsi1sk": "t", "other": 1}));
         let cursor = cursor_after(&row, &table, Some("gsi1")).expect("cursor");

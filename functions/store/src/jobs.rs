@@ -15,10 +15,11 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tessera_core::{Capability, EventKind, JobId, JobStatus, Priority, TenantId, UserId};
+use tessera_core::{Capability, EventKind, JobId, JobMessage, JobStatus, Priority, TenantId, UserId};
 
-use crate::definitions::{accounts_table, jobs_table};
+use crate::definitions::{accounts_table, job_queue, jobs_table};
 use crate::item::{Cmp, Condition, Item, ItemStore, Key, Query, SortRange, TableDef, Update, Write};
+use crate::queue::{OutgoingMessage, QueueDef};
 use crate::{StoreError, StoreResult};
 
 /// The most jobs ahead a queue position counts: a position shows at most this plus one,
@@ -245,6 +246,28 @@ pub struct DailyUsage {
     pub breakdown: Vec<(Capability, i64)>,
 }
 
+/// A job stored by [`Jobs::create`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Created {
+    /// Whether its queue message went out with it (and it is recorded as sent); when not, the
+    /// caller sends it with [`queue_message`] and [`Jobs::mark_enqueued`].
+    pub enqueued: bool,
+}
+
+/// The queue message of `job`, and the lane (queue) it goes to.
+pub fn queue_message(job: &JobRecord) -> (QueueDef, OutgoingMessage) {
+    let message = JobMessage {
+        job_id: job.job_id.clone(),
+        capability: job.capability,
+        priority: job.priority,
+    };
+    let body = serde_json::to_string(&message).unwrap_or_default();
+    (
+        job_queue(job.capability, &job.model, job.priority),
+        OutgoingMessage::new(body),
+    )
+}
+
 /// Reads and writes jobs and their counters.
 #[derive(Clone)]
 pub struct Jobs {
@@ -270,14 +293,17 @@ impl Jobs {
     }
 
     /// Stores a new `QUEUED` job and reserves its tokens and a slot in flight, all in one
-    /// conditional transaction; with an idempotency key, records the answer in it too.
+    /// conditional transaction; with an idempotency key, records the answer in it too. Where
+    /// the backend can, its queue message goes out in the same transaction (see
+    /// [`Created::enqueued`]); otherwise the caller sends it, and the sweep if the caller
+    /// cannot.
     pub async fn create(
         &self,
         job: &JobRecord,
         quota: Quota,
         idempotency: Option<(&str, &IdempotencyRecord, i64)>,
         cap: Option<&DailyCap>,
-    ) -> Result<(), CreateRefused> {
+    ) -> Result<Created, CreateRefused> {
         if job.cost > quota.daily_tokens {
             return Err(CreateRefused::Quota);
         }
@@ -298,15 +324,7 @@ impl Jobs {
             update: Update::set("kind", "active").and_add("active", 1),
             condition: Some(at_most("active", i64::from(quota.concurrent_jobs) - 1)),
         };
-        let mut writes = vec![
-            Write::Put {
-                table: self.jobs.clone(),
-                item: job_item(job)?,
-                condition: Some(Condition::NotExists),
-            },
-            usage,
-            in_flight,
-        ];
+        let mut writes = vec![usage, in_flight];
         if let Some(cap) = cap {
             writes.push(Write::Update {
                 table: self.accounts.clone(),
@@ -327,8 +345,26 @@ impl Jobs {
                 condition: Some(Condition::NotExists),
             });
         }
-        match self.items.transact(writes).await {
-            Ok(()) => Ok(()),
+        let put = |job: &JobRecord| -> StoreResult<Vec<Write>> {
+            Ok(vec![Write::Put {
+                table: self.jobs.clone(),
+                item: job_item(job)?,
+                condition: Some(Condition::NotExists),
+            }])
+        };
+        let sent = JobRecord {
+            enqueued: true,
+            ..job.clone()
+        };
+        let with_message = [put(&sent)?, writes.clone()].concat();
+        let writes = [put(job)?, writes].concat();
+        let (queue, message) = queue_message(job);
+        match self
+            .items
+            .transact_and_send(with_message, writes, &queue, message)
+            .await
+        {
+            Ok(enqueued) => Ok(Created { enqueued }),
             Err(StoreError::Conflict(_)) => Err(self
                 .why_refused(job, quota, idempotency.map(|(key, ..)| key), cap)
                 .await),

@@ -190,8 +190,8 @@ impl Submission<'_> {
             concurrent_jobs: plan.concurrent_jobs,
         };
         let idempotency = self.idempotency_key.as_deref().map(|key| (key, &record, now));
-        match state.jobs.create(&job, quota, idempotency, self.cap.as_ref()).await {
-            Ok(()) => {}
+        let created = match state.jobs.create(&job, quota, idempotency, self.cap.as_ref()).await {
+            Ok(created) => created,
             Err(CreateRefused::Cap) => {
                 let limit = self.cap.as_ref().map_or(0, |cap| cap.limit);
                 let now = state.now();
@@ -217,8 +217,10 @@ impl Submission<'_> {
                 return Err(ApiError::rate_limited("Too many concurrent jobs", details, wait));
             }
             Err(CreateRefused::Store(error)) => return Err(error.into()),
+        };
+        if !created.enqueued {
+            super::sweep::send(state, &job).await;
         }
-        super::sweep::send(state, &job).await;
         tracing::info!(job = %job.job_id, tenant = %self.tenant.id, cost = job.cost, "job created");
         Ok(Answer {
             status: StatusCode::CREATED,

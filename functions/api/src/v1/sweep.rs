@@ -6,11 +6,9 @@
 //! renewing its lease long ago (and refunds them), dispatches job events a crash left in the
 //! outbox, and, when the canary is on, runs a canary job on its schedule (see [`super::canary`]).
 
-use tessera_core::{Capability, JobMessage, Priority, TenantId};
+use tessera_core::{Capability, Priority, TenantId};
 use tessera_store::StoreResult;
-use tessera_store::definitions::job_queue;
-use tessera_store::jobs::{JobError, JobRecord};
-use tessera_store::queue::OutgoingMessage;
+use tessera_store::jobs::{JobError, JobRecord, queue_message};
 
 use super::V1State;
 
@@ -112,14 +110,8 @@ pub async fn time_out_lapsed(state: &V1State, tenant: Option<&TenantId>) -> Stor
 
 /// Sends the job's queue message and records it; `false` when the send failed.
 pub async fn send(state: &V1State, job: &JobRecord) -> bool {
-    let message = JobMessage {
-        job_id: job.job_id.clone(),
-        capability: job.capability,
-        priority: job.priority,
-    };
-    let body = serde_json::to_string(&message).unwrap_or_default();
-    let lane = job_queue(job.capability, &job.model, job.priority);
-    if let Err(error) = state.queue.send(&lane, OutgoingMessage::new(body)).await {
+    let (lane, message) = queue_message(job);
+    if let Err(error) = state.queue.send(&lane, message).await {
         tracing::error!(job = %job.job_id, %error, "queue send failed: left for the sweep");
         return false;
     }

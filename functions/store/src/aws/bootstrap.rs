@@ -344,7 +344,7 @@ impl AwsStore {
 /// Every key attribute of the table and its indexes, once each: all strings.
 fn attribute_definitions(table: &TableDef) -> StoreResult<Vec<AttributeDefinition>> {
     let mut attributes = vec![PK, SK];
-    for index in &table.indexes {
+    for index in table.indexes.iter() {
         for key in [&index.partition_key, &index.sort_key] {
             if !attributes.contains(&key.as_str()) {
                 attributes.push(key);

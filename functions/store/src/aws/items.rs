@@ -537,7 +537,7 @@ mod tests {
     fn table() -> TableDef {
         TableDef {
             name: "jobs".into(),
-            indexes: vec![],
+            indexes: vec![].into(),
         }
     }
 

@@ -3,15 +3,17 @@
 
 use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use serde_json::Value;
 
+use super::queue::{millis, send_standard};
 use super::{EmbeddedStore, prefix_upper_bound};
 use crate::error::{StoreError, StoreResult};
 use crate::item::{
     Condition, Item, ItemStore, Key, PK, Page, Query, SK, SortRange, TTL, TableDef, Update, Write, cursor_after,
     decode_cursor, validate_item, validate_transaction,
 };
+use crate::queue::{OutgoingMessage, QueueDef};
 
 /// How many secondary indexes a table may have: one column pair each in `items`.
 pub(super) const INDEX_SLOTS: usize = 2;
@@ -29,19 +31,18 @@ impl ItemStore for EmbeddedStore {
         validate_item(&item)?;
         validate_condition(condition.as_ref())?;
         let row = Row::of(table, &item)?;
-        let mut db = self.db();
-        let Some(condition) = condition else {
-            // One statement is atomic by itself; it also replaces an expired item.
-            return row.store(&db, &table.name);
-        };
-        let transaction = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let live = load_live(&transaction, &table.name, &row.key, self.now_unix())?;
-        if !condition.holds_for(live.as_ref()) {
-            return Err(conflict(&table.name, &row.key));
-        }
-        row.store(&transaction, &table.name)?;
-        transaction.commit()?;
-        Ok(())
+        let (table, now) = (table.name.clone(), self.now_unix());
+        self.writer
+            .write(move |db| {
+                // Without a condition, the upsert also replaces an expired item.
+                if let Some(condition) = condition
+                    && !condition.holds_for(load_live(db, &table, &row.key, now)?.as_ref())
+                {
+                    return Err(conflict(&table, &row.key));
+                }
+                row.store(db, &table)
+            })
+            .await
     }
 
     async fn update(
@@ -55,34 +56,35 @@ impl ItemStore for EmbeddedStore {
         key.validate()?;
         update.validate()?;
         validate_condition(condition.as_ref())?;
-        let mut db = self.db();
-        let transaction = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let live = load_live(&transaction, &table.name, key, self.now_unix())?;
-        if !condition.is_none_or(|condition| condition.holds_for(live.as_ref())) {
-            return Err(conflict(&table.name, key));
-        }
-        let item = updated(live, key, &update)?;
-        Row::of(table, &item)?.store(&transaction, &table.name)?;
-        transaction.commit()?;
-        Ok(item)
+        let (table, key, now) = (table.clone(), key.clone(), self.now_unix());
+        self.writer
+            .write(move |db| {
+                let live = load_live(db, &table.name, &key, now)?;
+                if !condition.is_none_or(|condition| condition.holds_for(live.as_ref())) {
+                    return Err(conflict(&table.name, &key));
+                }
+                let item = updated(live, &key, &update)?;
+                Row::of(&table, &item)?.store(db, &table.name)?;
+                Ok(item)
+            })
+            .await
     }
 
     async fn delete(&self, table: &TableDef, key: &Key, condition: Option<Condition>) -> StoreResult<()> {
         check_table(table)?;
         key.validate()?;
         validate_condition(condition.as_ref())?;
-        let mut db = self.db();
-        let Some(condition) = condition else {
-            return remove(&db, &table.name, key);
-        };
-        let transaction = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let live = load_live(&transaction, &table.name, key, self.now_unix())?;
-        if !condition.holds_for(live.as_ref()) {
-            return Err(conflict(&table.name, key));
-        }
-        remove(&transaction, &table.name, key)?;
-        transaction.commit()?;
-        Ok(())
+        let (table, key, now) = (table.name.clone(), key.clone(), self.now_unix());
+        self.writer
+            .write(move |db| {
+                if let Some(condition) = condition
+                    && !condition.holds_for(load_live(db, &table, &key, now)?.as_ref())
+                {
+                    return Err(conflict(&table, &key));
+                }
+                remove(db, &table, &key)
+            })
+            .await
     }
 
     async fn query(&self, table: &TableDef, query: Query) -> StoreResult<Page> {
@@ -114,29 +116,36 @@ impl ItemStore for EmbeddedStore {
     }
 
     async fn transact(&self, writes: Vec<Write>) -> StoreResult<()> {
-        validate_transaction(&writes)?;
-        for write in &writes {
-            check_table(write.target()?.0)?;
-        }
+        check_transaction(&writes)?;
         let now = self.now_unix();
-        let mut db = self.db();
-        let transaction = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // Every condition is checked and every new item built before anything is written, so
-        // a refusal leaves the store as it was (the dropped transaction rolls back anyway).
-        let effects = writes
-            .iter()
-            .enumerate()
-            .map(|(position, write)| plan_write(&transaction, write, position, now))
-            .collect::<StoreResult<Vec<_>>>()?;
-        for (table, effect) in &effects {
-            match effect {
-                Effect::Store(row) => row.store(&transaction, table)?,
-                Effect::Remove(key) => remove(&transaction, table, key)?,
-                Effect::Nothing => {}
-            }
+        self.writer.write(move |db| apply_writes(db, &writes, now)).await
+    }
+
+    async fn transact_and_send(
+        &self,
+        with_message: Vec<Write>,
+        without_message: Vec<Write>,
+        queue: &QueueDef,
+        message: OutgoingMessage,
+    ) -> StoreResult<bool> {
+        if queue.fifo {
+            // A FIFO send deduplicates in a transaction of its own; it goes after.
+            return self.transact(without_message).await.map(|()| false);
         }
-        transaction.commit()?;
-        Ok(())
+        check_transaction(&with_message)?;
+        queue.validate()?;
+        message.validate_for(queue)?;
+        let now = self.now_unix();
+        let name = queue.name.clone();
+        let visible_at = self.now_ms().saturating_add(millis(message.delay));
+        self.writer
+            .write(move |db| {
+                apply_writes(db, &with_message, now)?;
+                send_standard(db, &name, &message, visible_at)
+            })
+            .await?;
+        self.announce(&queue.name);
+        Ok(true)
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -229,7 +238,7 @@ enum Effect {
 }
 
 /// Checks one transaction write against the live item and works out its effect.
-fn plan_write(db: &Connection, write: &Write, position: usize, now: i64) -> StoreResult<(String, Effect)> {
+fn plan_write(db: &Connection, write: &Write, position: usize, now: i64) -> StoreResult<(std::sync::Arc<str>, Effect)> {
     let (table, key) = write.target()?;
     let live = load_live(db, &table.name, &key, now)?;
     if let Some(condition) = write.condition()
@@ -247,6 +256,33 @@ fn plan_write(db: &Connection, write: &Write, position: usize, now: i64) -> Stor
         Write::Check { .. } => Effect::Nothing,
     };
     Ok((table.name.clone(), effect))
+}
+
+/// Checks a transaction's writes before it is queued for the writer.
+fn check_transaction(writes: &[Write]) -> StoreResult<()> {
+    validate_transaction(writes)?;
+    for write in writes {
+        check_table(write.target()?.0)?;
+    }
+    Ok(())
+}
+
+/// Applies a transaction's writes: every condition is checked and every new item built before
+/// anything is written, so a refusal leaves the store as it was.
+fn apply_writes(db: &Connection, writes: &[Write], now: i64) -> StoreResult<()> {
+    let effects = writes
+        .iter()
+        .enumerate()
+        .map(|(position, write)| plan_write(db, write, position, now))
+        .collect::<StoreResult<Vec<_>>>()?;
+    for (table, effect) in &effects {
+        match effect {
+            Effect::Store(row) => row.store(db, table)?,
+            Effect::Remove(key) => remove(db, table, key)?,
+            Effect::Nothing => {}
+        }
+    }
+    Ok(())
 }
 
 /// The item after `update`: applied to the live item, or to a fresh one holding only the key.

@@ -7,7 +7,9 @@ mod items;
 mod queue;
 mod schema;
 mod signing;
+mod writer;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -34,8 +36,11 @@ pub struct EmbeddedConfig {
 
 /// The three ports on one SQLite file and a folder of blobs.
 pub struct EmbeddedStore {
-    /// The connection that writes (and reads inside its write transactions).
-    connection: Mutex<Connection>,
+    /// The connection that writes (and reads inside its write transactions): the writer
+    /// thread's, and locked by the few synchronous writes (blobs' rows, purges).
+    connection: Arc<Mutex<Connection>>,
+    /// The thread that runs the async writes, several to a transaction.
+    writer: writer::Writer,
     /// The file, for opening reader connections.
     path: PathBuf,
     /// Idle reader connections: reads outside a write take one, so they run beside the writer.
@@ -45,8 +50,9 @@ pub struct EmbeddedStore {
     clock: Arc<dyn Clock>,
     /// The HMAC of blob URLs, keyed with `signing.key`.
     signer: signing::Signer,
-    /// Woken whenever a message may have become receivable, to end long polls early.
-    arrivals: Notify,
+    /// Per queue, woken whenever a message of that queue may have become receivable, to end its
+    /// long polls early (a send wakes only the polls of its own queue).
+    arrivals: Mutex<HashMap<String, Arc<Notify>>>,
     /// What the long polls know of other processes' writes: the last `data_version` seen, and
     /// when it was last read (so that many waiting polls read it once a millisecond in all).
     peek: Mutex<queue::Peek>,
@@ -61,18 +67,20 @@ impl EmbeddedStore {
         let blob_dir = config.dir.join("blobs");
         std::fs::create_dir_all(&blob_dir)?;
         let path = config.dir.join("store.sqlite3");
-        let connection = schema::open(&path)?;
+        let connection = Arc::new(Mutex::new(schema::open(&path)?));
+        let writer = writer::Writer::start(connection.clone())?;
         let checkpointer = schema::Checkpointer::start(&path)?;
         let signer = signing::load_or_create_signer(&config.dir.join("signing.key"))?;
         Ok(Self {
-            connection: Mutex::new(connection),
+            connection,
+            writer,
             path,
             readers: Mutex::default(),
             blob_dir,
             public_url: config.public_url.trim_end_matches('/').to_owned(),
             clock: config.clock,
             signer,
-            arrivals: Notify::new(),
+            arrivals: Mutex::default(),
             peek: Mutex::default(),
             _checkpointer: checkpointer,
         })
@@ -132,6 +140,7 @@ impl fmt::Debug for EmbeddedStore {
             .field("blob_dir", &self.blob_dir)
             .field("public_url", &self.public_url)
             .field("clock", &self.clock)
+            .field("commits", &self.writer.commits())
             .finish_non_exhaustive()
     }
 }

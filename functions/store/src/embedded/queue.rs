@@ -3,12 +3,14 @@
 //! injected clock; long polls wait in real time.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rand::RngCore;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
 
 use super::{EmbeddedStore, random_hex};
 use crate::error::{StoreError, StoreResult};
@@ -25,6 +27,10 @@ const POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// (SQLite's `data_version`, a cheap read): a send from another process is seen within this.
 const PEEK_INTERVAL: Duration = Duration::from_millis(1);
 
+/// Moves an in-flight message's visibility (`change_visibility`).
+pub(super) const EXTEND_VISIBILITY: &str =
+    "UPDATE messages SET visible_at = ?1 WHERE queue = ?2 AND receipt = ?3 AND visible_at > ?4";
+
 /// How many candidate rows one receive reads at a time.
 pub(super) const SCAN_BATCH: i64 = 32;
 
@@ -35,14 +41,18 @@ impl Queue for EmbeddedStore {
         message.validate_for(queue)?;
         let now = self.now_ms();
         let id = if queue.fifo {
-            self.send_fifo(queue, &message, now)?
+            let queue = queue.clone();
+            self.writer
+                .write(move |db| send_fifo(db, &queue, &message, now))
+                .await?
         } else {
-            let id = message_id();
+            let name = queue.name.clone();
             let visible_at = now.saturating_add(millis(message.delay));
-            insert(&self.db(), &queue.name, &id, &message, visible_at)?;
-            id
+            self.writer
+                .write(move |db| send_standard(db, &name, &message, visible_at))
+                .await?
         };
-        self.arrivals.notify_waiters();
+        self.announce(&queue.name);
         Ok(id)
     }
 
@@ -51,13 +61,20 @@ impl Queue for EmbeddedStore {
         request.validate()?;
         let visibility = request.visibility_timeout.unwrap_or(queue.visibility_timeout);
         let deadline = tokio::time::Instant::now() + request.wait;
+        let arrivals = self.arrivals(&queue.name);
         loop {
             // Registered before looking, so a send between the look and the wait still wakes it.
-            let arrival = self.arrivals.notified();
+            let arrival = arrivals.notified();
             tokio::pin!(arrival);
-            let version = self.data_version()?;
-            self.peeked(version);
-            let received = self.receive_now(queue, request.max_messages, visibility)?;
+            // The writer may be in a long batch: then the last version any poll read will do.
+            let version = match self.data_version_if_idle()? {
+                Some(version) => {
+                    self.peeked(version);
+                    version
+                }
+                None => self.peek().version,
+            };
+            let received = self.receive_now(queue, request.max_messages, visibility).await?;
             let now = tokio::time::Instant::now();
             if !received.is_empty() || now >= deadline {
                 return Ok(received);
@@ -86,20 +103,21 @@ impl Queue for EmbeddedStore {
             )));
         }
         let now = self.now_ms();
+        let (name, receipt) = (queue.name.clone(), receipt.to_owned());
         let changed = self
-            .db()
-            .prepare_cached(
-                "UPDATE messages SET visible_at = ?1
-                 WHERE queue = ?2 AND receipt = ?3 AND visible_at > ?4",
-            )?
-            .execute(params![now.saturating_add(millis(timeout)), queue.name, receipt, now])?;
+            .writer
+            .write(move |db| {
+                let mut statement = db.prepare_cached(EXTEND_VISIBILITY)?;
+                Ok(statement.execute(params![now.saturating_add(millis(timeout)), name, receipt, now])?)
+            })
+            .await?;
         if changed == 0 {
             return Err(StoreError::NotFound(format!(
                 "no message in flight on {} has this receipt",
                 queue.name
             )));
         }
-        self.arrivals.notify_waiters();
+        self.announce(&queue.name);
         Ok(())
     }
 
@@ -107,10 +125,14 @@ impl Queue for EmbeddedStore {
         queue.validate()?;
         validate_receipt(receipt)?;
         // A stale or unknown receipt deletes nothing, and that is fine, as on SQS.
-        self.db()
-            .prepare_cached("DELETE FROM messages WHERE queue = ?1 AND receipt = ?2")?
-            .execute(params![queue.name, receipt])?;
-        Ok(())
+        let (name, receipt) = (queue.name.clone(), receipt.to_owned());
+        self.writer
+            .write(move |db| {
+                db.prepare_cached("DELETE FROM messages WHERE queue = ?1 AND receipt = ?2")?
+                    .execute(params![name, receipt])?;
+                Ok(())
+            })
+            .await
     }
 
     async fn counts(&self, queue: &QueueDef) -> StoreResult<QueueCounts> {
@@ -146,9 +168,45 @@ pub(super) struct Peek {
 }
 
 impl EmbeddedStore {
-    /// SQLite's count of commits made to the file by other connections.
-    fn data_version(&self) -> StoreResult<i64> {
-        Ok(self.db().query_row("PRAGMA data_version", [], |row| row.get(0))?)
+    /// The notification of `queue`'s arrivals.
+    fn arrivals(&self, queue: &str) -> Arc<Notify> {
+        let mut arrivals = self.arrivals.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match arrivals.get(queue) {
+            Some(notify) => notify.clone(),
+            None => arrivals.entry(queue.to_owned()).or_default().clone(),
+        }
+    }
+
+    /// Wakes the long polls of `queue`.
+    pub(super) fn announce(&self, queue: &str) {
+        let notify = self
+            .arrivals
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(queue)
+            .cloned();
+        if let Some(notify) = notify {
+            notify.notify_waiters();
+        }
+    }
+
+    /// Wakes every long poll (another process wrote, or messages moved between queues).
+    fn announce_everywhere(&self) {
+        let arrivals = self.arrivals.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for notify in arrivals.values() {
+            notify.notify_waiters();
+        }
+    }
+
+    /// SQLite's count of commits made to the file by other connections (as the writer's
+    /// connection sees it), or `None` when the writer is busy: a peek never waits for it.
+    fn data_version_if_idle(&self) -> StoreResult<Option<i64>> {
+        let db = match self.connection.try_lock() {
+            Ok(db) => db,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(None),
+        };
+        Ok(Some(db.query_row("PRAGMA data_version", [], |row| row.get(0))?))
     }
 
     fn peek(&self) -> std::sync::MutexGuard<'_, Peek> {
@@ -163,82 +221,61 @@ impl EmbeddedStore {
     }
 
     /// Whether another process has written since `version`: reads `data_version` unless some
-    /// poll read it within the last [`PEEK_INTERVAL`]; a change wakes every waiting poll.
+    /// poll read it within the last [`PEEK_INTERVAL`] or the writer is busy (the next peek
+    /// looks); a change wakes every waiting poll.
     fn other_process_wrote(&self, version: i64) -> StoreResult<bool> {
         let fresh = self.peek().at.is_some_and(|at| at.elapsed() < PEEK_INTERVAL);
-        if !fresh {
-            let now = self.data_version()?;
+        if !fresh && let Some(now) = self.data_version_if_idle()? {
             let changed = now != self.peek().version;
             self.peeked(now);
             if changed {
-                self.arrivals.notify_waiters();
+                self.announce_everywhere();
             }
         }
         Ok(self.peek().version != version)
     }
 
-    /// Sends to a FIFO queue unless the deduplication id was seen within the window; returns
-    /// the id of the message that holds it.
-    fn send_fifo(&self, queue: &QueueDef, message: &OutgoingMessage, now: i64) -> StoreResult<String> {
-        let dedup_id = match &message.deduplication_id {
-            Some(id) => id.clone(),
-            None => hex::encode(Sha256::digest(message.body.as_bytes())),
-        };
-        let mut db = self.db();
-        let transaction = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        transaction
-            .prepare_cached("DELETE FROM dedup WHERE sent_at <= ?1")?
-            .execute([now.saturating_sub(millis(DEDUPLICATION_WINDOW))])?;
-        let original: Option<String> = transaction
-            .prepare_cached("SELECT message_id FROM dedup WHERE queue = ?1 AND dedup_id = ?2")?
-            .query_row(params![queue.name, dedup_id], |row| row.get(0))
-            .optional()?;
-        let id = match original {
-            Some(original) => original,
-            None => {
-                let id = message_id();
-                insert(&transaction, &queue.name, &id, message, now)?;
-                transaction
-                    .prepare_cached("INSERT INTO dedup (queue, dedup_id, message_id, sent_at) VALUES (?1, ?2, ?3, ?4)")?
-                    .execute(params![queue.name, dedup_id, id, now])?;
-                id
-            }
-        };
-        transaction.commit()?;
-        Ok(id)
-    }
-
     /// One look at the queue: takes up to `max` receivable messages, dead-lettering on the way
     /// those received too often.
-    fn receive_now(&self, queue: &QueueDef, max: u32, visibility: Duration) -> StoreResult<Vec<ReceivedMessage>> {
+    async fn receive_now(&self, queue: &QueueDef, max: u32, visibility: Duration) -> StoreResult<Vec<ReceivedMessage>> {
         let now = self.now_ms();
-        let mut db = self.db();
-        let transaction = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut scan = Scan {
-            db: &transaction,
-            queue,
-            now,
-            visible_at: now.saturating_add(millis(visibility)),
-            blocked: if queue.fifo {
-                blocked_groups(&transaction, &queue.name, now)?
-            } else {
-                HashSet::new()
-            },
-            received: Vec::new(),
-            dead_lettered: false,
-        };
-        scan.run(usize::try_from(max).unwrap_or(usize::MAX))?;
-        let Scan {
-            received,
-            dead_lettered,
-            ..
-        } = scan;
-        transaction.commit()?;
-        drop(db);
+        if !self.any_visible(&queue.name, now)? {
+            return Ok(Vec::new());
+        }
+        let queue = queue.clone();
+        let (received, dead_lettered) = self
+            .writer
+            .write(move |db| {
+                let mut scan = Scan {
+                    db,
+                    queue: &queue,
+                    now,
+                    visible_at: now.saturating_add(millis(visibility)),
+                    blocked: if queue.fifo {
+                        blocked_groups(db, &queue.name, now)?
+                    } else {
+                        HashSet::new()
+                    },
+                    received: Vec::new(),
+                    dead_lettered: false,
+                };
+                scan.run(usize::try_from(max).unwrap_or(usize::MAX))?;
+                Ok((scan.received, scan.dead_lettered))
+            })
+            .await?;
         if dead_lettered {
-            self.arrivals.notify_waiters();
+            self.announce_everywhere();
         }
         Ok(received)
+    }
+
+    /// Whether `queue` holds a message visible at `now`, looked up on a reader: an idle poll
+    /// looks without taking the writer.
+    fn any_visible(&self, queue: &str, now: i64) -> StoreResult<bool> {
+        let reader = self.reader()?;
+        let mut statement =
+            reader.prepare_cached("SELECT EXISTS (SELECT 1 FROM messages WHERE queue = ?1 AND visible_at <= ?2)")?;
+        Ok(statement.query_row(params![queue, now], |row| row.get(0))?)
     }
 }
 
@@ -342,6 +379,32 @@ impl Scan<'_> {
     }
 }
 
+/// Sends to a FIFO queue unless the deduplication id was seen within the window; returns
+/// the id of the message that holds it.
+fn send_fifo(db: &Connection, queue: &QueueDef, message: &OutgoingMessage, now: i64) -> StoreResult<String> {
+    let dedup_id = match &message.deduplication_id {
+        Some(id) => id.clone(),
+        None => hex::encode(Sha256::digest(message.body.as_bytes())),
+    };
+    db.prepare_cached("DELETE FROM dedup WHERE sent_at <= ?1")?
+        .execute([now.saturating_sub(millis(DEDUPLICATION_WINDOW))])?;
+    let original: Option<String> = db
+        .prepare_cached("SELECT message_id FROM dedup WHERE queue = ?1 AND dedup_id = ?2")?
+        .query_row(params![queue.name, dedup_id], |row| row.get(0))
+        .optional()?;
+    let id = match original {
+        Some(original) => original,
+        None => {
+            let id = message_id();
+            insert(db, &queue.name, &id, message, now)?;
+            db.prepare_cached("INSERT INTO dedup (queue, dedup_id, message_id, sent_at) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![queue.name, dedup_id, id, now])?;
+            id
+        }
+    };
+    Ok(id)
+}
+
 /// The FIFO groups with a message in flight. FIFO messages have no delay, so every invisible
 /// message is in flight, and its whole group waits for it.
 fn blocked_groups(db: &Connection, queue: &str, now: i64) -> StoreResult<HashSet<String>> {
@@ -349,6 +412,18 @@ fn blocked_groups(db: &Connection, queue: &str, now: i64) -> StoreResult<HashSet
         .prepare_cached("SELECT DISTINCT grp FROM messages WHERE queue = ?1 AND visible_at > ?2 AND grp IS NOT NULL")?;
     let groups = statement.query_map(params![queue, now], |row| row.get(0))?;
     Ok(groups.collect::<Result<_, _>>()?)
+}
+
+/// Sends `message` to the standard queue `queue`, visible from `visible_at`; answers its id.
+pub(super) fn send_standard(
+    db: &Connection,
+    queue: &str,
+    message: &OutgoingMessage,
+    visible_at: i64,
+) -> StoreResult<String> {
+    let id = message_id();
+    insert(db, queue, &id, message, visible_at)?;
+    Ok(id)
 }
 
 fn insert(db: &Connection, queue: &str, id: &str, message: &OutgoingMessage, visible_at: i64) -> StoreResult<()> {
@@ -382,7 +457,7 @@ fn validate_receipt(receipt: &str) -> StoreResult<()> {
 }
 
 /// Whole milliseconds of a validated duration.
-fn millis(duration: Duration) -> i64 {
+pub(super) fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 

@@ -37,7 +37,7 @@ pub(super) fn item(value: serde_json::Value) -> Item {
 fn table() -> TableDef {
     TableDef {
         name: "jobs".into(),
-        indexes: vec![],
+        indexes: vec![].into(),
     }
 }
 

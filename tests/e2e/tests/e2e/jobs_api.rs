@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 use tessera_api::v1::sweep::{GRACE_SECONDS, sweep};
 use tessera_core::{Capability, JobMessage, PlanTier, Priority, TenantId};
 use tessera_store::definitions::{accounts_table, artifacts_bucket, job_queue, jobs_table};
-use tessera_store::item::{Key, Update};
+use tessera_store::item::{Condition, Item, Key, Page, Query, TableDef, Update, Write};
 use tessera_store::queue::{OutgoingMessage, QueueCounts, ReceiveRequest, ReceivedMessage};
-use tessera_store::{Queue, QueueDef, StoreError, StoreResult};
+use tessera_store::{ItemStore, Queue, QueueDef, StoreError, StoreResult};
 
 use crate::conformance;
 use crate::support::{Backend, TestApp, assert_hidden_from_stranger};
@@ -690,8 +690,47 @@ impl Queue for SendsFail {
     }
 }
 
-async fn the_sweep_sends_the_message_of_a_job_whose_send_failed(backend: Backend) {
+/// The items of a backend whose queue lives elsewhere, as on AWS: a job's message never goes
+/// out in the job's own transaction (the embedded store sends it there, and could not fail so).
+struct QueueElsewhere(Arc<dyn ItemStore>);
+
+#[async_trait::async_trait]
+impl ItemStore for QueueElsewhere {
+    async fn get(&self, table: &TableDef, key: &Key) -> StoreResult<Option<Item>> {
+        self.0.get(table, key).await
+    }
+    async fn put(&self, table: &TableDef, item: Item, condition: Option<Condition>) -> StoreResult<()> {
+        self.0.put(table, item, condition).await
+    }
+    async fn update(
+        &self,
+        table: &TableDef,
+        key: &Key,
+        update: Update,
+        condition: Option<Condition>,
+    ) -> StoreResult<Item> {
+        self.0.update(table, key, update, condition).await
+    }
+    async fn delete(&self, table: &TableDef, key: &Key, condition: Option<Condition>) -> StoreResult<()> {
+        self.0.delete(table, key, condition).await
+    }
+    async fn query(&self, table: &TableDef, query: Query) -> StoreResult<Page> {
+        self.0.query(table, query).await
+    }
+    async fn count(&self, table: &TableDef, query: Query) -> StoreResult<u64> {
+        self.0.count(table, query).await
+    }
+    async fn transact(&self, writes: Vec<Write>) -> StoreResult<()> {
+        self.0.transact(writes).await
+    }
+    async fn ping(&self) -> StoreResult<()> {
+        self.0.ping().await
+    }
+}
+
+async fn the_sweep_sends_the_message_of_a_job_whose_send_failed(mut backend: Backend) {
     let real_queue = backend.queue.clone();
+    backend.items = Arc::new(QueueElsewhere(backend.items.clone()));
     let app = TestApp::spawn_with_queue(backend, Arc::new(SendsFail(real_queue.clone()))).await;
     let user = account(&app, PlanTier::Pro).await;
     let audio = json!({"capability": "audio", "params": {"prompt": "rain on a tin roof"}, "priority": "high"});

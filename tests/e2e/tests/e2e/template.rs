@@ -662,7 +662,7 @@ fn all_queues() -> Vec<QueueDef> {
 fn every_table_is_declared_with_its_keys_indexes_and_ttl() {
     let template = Template::load();
     let definitions = Definitions::tessera();
-    let expected: BTreeSet<String> = definitions.tables.iter().map(|table| table.name.clone()).collect();
+    let expected: BTreeSet<String> = definitions.tables.iter().map(|table| table.name.to_string()).collect();
     let declared: BTreeSet<String> = template
         .of_type("AWS::DynamoDB::Table")
         .iter()
@@ -718,7 +718,7 @@ fn check_table(id: &str, resource: &Value, table: &TableDef) {
 
     let mut expected_attributes = BTreeSet::from([PK.to_owned(), SK.to_owned()]);
     let mut expected_indexes = BTreeMap::new();
-    for index in &table.indexes {
+    for index in table.indexes.iter() {
         expected_attributes.insert(index.partition_key.clone());
         expected_attributes.insert(index.sort_key.clone());
         expected_indexes.insert(index.name.clone(), pair(&index.partition_key, &index.sort_key));

@@ -8,6 +8,7 @@ use time::Duration;
 use super::super::tests::{clock, item, store_in};
 use crate::error::StoreError;
 use crate::item::{Condition, IndexDef, ItemStore, Key, Page, Query, SortRange, TableDef, Update, Write};
+use crate::queue::{OutgoingMessage, QueueDef, ReceiveRequest};
 
 fn jobs() -> TableDef {
     TableDef {
@@ -112,11 +113,13 @@ async fn bad_inputs_are_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = store_in(dir.path(), &clock());
     let mut crowded = jobs();
-    crowded.indexes.push(IndexDef {
+    let mut indexes = crowded.indexes.to_vec();
+    indexes.push(IndexDef {
         name: "gsi3".into(),
         partition_key: "gsi3pk".into(),
         sort_key: "gsi3sk".into(),
     });
+    crowded.indexes = indexes.into();
     let row = item(json!({"pk": "a", "sk": "b"}));
     let outcomes = [
         store.put(&crowded, row.clone(), None).await,
@@ -315,6 +318,55 @@ async fn a_transaction_writes_all_or_nothing() {
     assert_eq!(usage.map(|usage| usage["jobs"].clone()), Some(json!(1)));
 }
 
+#[tokio::test]
+async fn a_message_sent_with_a_transaction_goes_out_with_it_or_not_at_all() {
+    use crate::queue::Queue;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store_in(dir.path(), &clock());
+    let lane = QueueDef::standard("lane");
+    let put = |pk: &str, sent: bool| {
+        vec![Write::Put {
+            table: jobs(),
+            item: item(json!({"pk": pk, "sk": "meta", "sent": sent})),
+            condition: Some(Condition::NotExists),
+        }]
+    };
+    let message = |body: &str| OutgoingMessage::new(body);
+    let sent = store
+        .transact_and_send(put("job#1", true), put("job#1", false), &lane, message("one"))
+        .await
+        .expect("transaction");
+    assert!(sent, "the embedded store sends in the transaction");
+    let job = store.get(&jobs(), &Key::new("job#1", "meta")).await.expect("get");
+    assert_eq!(job.map(|job| job["sent"].clone()), Some(json!(true)));
+
+    let refused = store
+        .transact_and_send(put("job#1", true), put("job#1", false), &lane, message("two"))
+        .await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
+    let received = store
+        .receive(&lane, ReceiveRequest::new(10, std::time::Duration::ZERO))
+        .await
+        .expect("receive");
+    let bodies: Vec<&str> = received.iter().map(|message| message.body.as_str()).collect();
+    assert_eq!(bodies, ["one"], "a refused transaction sends nothing");
+
+    let fifo = QueueDef::fifo("events.fifo");
+    let grouped = OutgoingMessage {
+        group_id: Some("g".into()),
+        ..message("three")
+    };
+    let sent = store
+        .transact_and_send(put("job#3", true), put("job#3", false), &fifo, grouped)
+        .await
+        .expect("transaction");
+    assert!(!sent, "a FIFO message is left to the caller");
+    let job = store.get(&jobs(), &Key::new("job#3", "meta")).await.expect("get");
+    assert_eq!(job.map(|job| job["sent"].clone()), Some(json!(false)));
+    let counts = store.counts(&fifo).await.expect("counts");
+    assert_eq!(counts.visible, 0);
+}
+
 /// The count of an index range, stepped item by item (what the size must agree with).
 async fn stepped_count(store: &crate::embedded::EmbeddedStore, partition: &str, range: SortRange) -> u64 {
     let page = store
@@ -476,7 +528,7 @@ async fn index_statements_are_prepared_once() {
     use rusqlite::StatementStatus;
 
     use super::{QueryPlan, size_count_sql};
-    use crate::queue::{OutgoingMessage, Queue, QueueDef, ReceiveRequest};
+    use crate::queue::Queue;
 
     let dir = tempfile::tempdir().expect("temp dir");
     let clock = clock();
@@ -523,9 +575,7 @@ async fn index_statements_are_prepared_once() {
         size_count_sql(1, ">=", 32),
     ];
     let writes = [
-        "UPDATE messages SET visible_at = ?1
-                 WHERE queue = ?2 AND receipt = ?3 AND visible_at > ?4"
-            .to_owned(),
+        crate::embedded::queue::EXTEND_VISIBILITY.to_owned(),
         "DELETE FROM messages WHERE queue = ?1 AND receipt = ?2".into(),
         format!(
             "SELECT seq, grp, receive_count FROM messages
