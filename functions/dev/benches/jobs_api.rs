@@ -16,8 +16,12 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-/// Connections of the throughput run; the latency run uses one.
+/// Connections of the throughput run; the latency runs use fewer.
 const CONNECTIONS: usize = 32;
+
+/// The create rate of the paced run, whose latencies count from each request's appointed time
+/// (so that a stall delays the requests behind it too, as it would real clients').
+const PACED_CREATES_PER_SECOND: f64 = 3000.0;
 
 fn main() {
     let quick = std::env::args().any(|arg| arg == "--quick") || std::env::var_os("BENCH_QUICK").is_some();
@@ -61,10 +65,17 @@ fn main() {
                 }
             }
         };
-        for connections in [1, CONNECTIONS] {
-            let cpu = server_cpu(server_pid);
-            let mut result = run_phase(phase, connections, create.clone()).await;
-            result.server_cpu = server_cpu(server_pid).saturating_sub(cpu);
+        for (connections, pace) in [
+            (1, None),
+            (4, None),
+            (8, None),
+            (CONNECTIONS, None),
+            (CONNECTIONS, Some(PACED_CREATES_PER_SECOND)),
+        ] {
+            let cpu = (process_cpu(server_pid), process_cpu(std::process::id()));
+            let mut result = run_phase(phase, connections, pace, create.clone()).await;
+            result.server_cpu = process_cpu(server_pid).saturating_sub(cpu.0);
+            result.client_cpu = process_cpu(std::process::id()).saturating_sub(cpu.1);
             report("POST /api/v1/jobs", result);
         }
         let ids = Arc::new(ids.lock().await.clone());
@@ -82,10 +93,11 @@ fn main() {
                 }
             }
         };
-        for connections in [1, CONNECTIONS] {
-            let cpu = server_cpu(server_pid);
-            let mut result = run_phase(phase, connections, get.clone()).await;
-            result.server_cpu = server_cpu(server_pid).saturating_sub(cpu);
+        for connections in [1, 4, 8, CONNECTIONS] {
+            let cpu = (process_cpu(server_pid), process_cpu(std::process::id()));
+            let mut result = run_phase(phase, connections, None, get.clone()).await;
+            result.server_cpu = process_cpu(server_pid).saturating_sub(cpu.0);
+            result.client_cpu = process_cpu(std::process::id()).saturating_sub(cpu.1);
             report("GET /api/v1/jobs/{id}", result);
         }
     });
@@ -98,23 +110,37 @@ struct Phase {
     failures: usize,
     elapsed: Duration,
     connections: usize,
+    /// The offered rate of a paced run (`None`: each connection sends as fast as answered).
+    pace: Option<f64>,
     server_cpu: Duration,
+    /// The load generator's own CPU time (it shares the machine's cores with the server).
+    client_cpu: Duration,
 }
 
-async fn run_phase<F, Fut>(length: Duration, connections: usize, request: F) -> Phase
+/// Sends requests on `connections` connections for `length`: each as soon as the one before
+/// is answered, or, with a `pace`, request `n` at `n / pace` seconds from the start, its
+/// latency counted from then.
+async fn run_phase<F, Fut>(length: Duration, connections: usize, pace: Option<f64>, request: F) -> Phase
 where
     F: Fn(usize) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
     let started = Instant::now();
     let deadline = started + length;
+    let appointed = move |n: usize| pace.map(|rate| started + Duration::from_secs_f64(n as f64 / rate));
     let workers: Vec<_> = (0..connections)
         .map(|worker| {
             let request = request.clone();
             tokio::spawn(async move {
                 let (mut latencies, mut failures, mut n) = (Vec::new(), 0, worker);
-                while Instant::now() < deadline {
-                    let sent = Instant::now();
+                while appointed(n).unwrap_or_else(Instant::now) < deadline {
+                    let sent = match appointed(n) {
+                        Some(at) => {
+                            tokio::time::sleep_until(at.into()).await;
+                            at
+                        }
+                        None => Instant::now(),
+                    };
                     if request(n).await {
                         latencies.push(sent.elapsed());
                     } else {
@@ -131,7 +157,9 @@ where
         failures: 0,
         elapsed: Duration::ZERO,
         connections,
+        pace,
         server_cpu: Duration::ZERO,
+        client_cpu: Duration::ZERO,
     };
     for worker in workers {
         let (latencies, failures) = worker.await.expect("worker");
@@ -149,8 +177,12 @@ fn report(name: &str, mut phase: Phase) {
         let index = ((phase.latencies.len() as f64 * quantile).ceil() as usize).saturating_sub(1);
         phase.latencies.get(index).copied().unwrap_or_default().as_secs_f64() * 1000.0
     };
+    let paced = phase
+        .pace
+        .map(|rate| format!(" paced at {rate:.0}/s"))
+        .unwrap_or_default();
     println!(
-        "{name}, {} connection(s): {} ok, {} failed in {:.1} s: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, server CPU {:.3} ms/request",
+        "{name}, {} connection(s){paced}: {} ok, {} failed in {:.1} s: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, server CPU {:.3} ms/request, load generator CPU {:.3} ms/request",
         phase.connections,
         phase.latencies.len(),
         phase.failures,
@@ -159,6 +191,7 @@ fn report(name: &str, mut phase: Phase) {
         at(0.50),
         at(0.99),
         phase.server_cpu.as_secs_f64() * 1000.0 / ok,
+        phase.client_cpu.as_secs_f64() * 1000.0 / ok,
     );
 }
 
@@ -198,8 +231,8 @@ fn start_server(dir: &std::path::Path) -> (Child, String, String) {
     (child, base.expect("url"), key.expect("the demo API key"))
 }
 
-/// CPU time (user + system) the server has used so far, from `/proc` (zero elsewhere).
-fn server_cpu(pid: u32) -> Duration {
+/// CPU time (user + system) process `pid` has used so far, from `/proc` (zero elsewhere).
+fn process_cpu(pid: u32) -> Duration {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return Duration::ZERO;
     };
