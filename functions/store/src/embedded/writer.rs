@@ -177,7 +177,14 @@ fn apply(db: &Connection, mut batch: Vec<Op>, commits: &AtomicU64) -> (Vec<Answe
             }
         });
     }
-    (answers, outcome.and_then(|()| commit(db, commits)))
+    let committed = match outcome {
+        Ok(()) => commit(db, commits),
+        Err(error) => {
+            let _ = run(db, "ROLLBACK");
+            Err(error)
+        }
+    };
+    (answers, committed)
 }
 
 /// A write alone in its transaction: committed when it succeeded, rolled back when not.

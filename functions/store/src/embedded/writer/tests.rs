@@ -33,48 +33,86 @@ fn values(connection: &Mutex<Connection>) -> Vec<i64> {
     rows.collect::<Result<_, _>>().expect("rows")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// Sends `alone` while the test holds the connection, so that the writer takes it alone and
+/// waits; then queues `batch` behind it, which the writer takes into one transaction once the
+/// connection is let go. Answers every write's result, `alone`'s first.
 #[allow(
     clippy::await_holding_lock,
     reason = "the test holds the connection to stall the writer"
 )]
-async fn writes_waiting_together_share_a_transaction_and_a_refused_one_undoes_only_itself() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (writer, connection) = writer(dir.path());
-    let writer = Arc::new(writer);
+async fn stalled(
+    writer: &Arc<Writer>,
+    connection: &Mutex<Connection>,
+    alone: Work,
+    batch: Vec<Work>,
+) -> Vec<Result<(), StoreError>> {
     let held = connection.lock().expect("lock");
     let spawn = |work: Work| {
         let writer = writer.clone();
         tokio::spawn(async move { writer.write(work).await })
     };
-    // The first write is taken alone and waits for the connection; the next three queue up
-    // behind it, and go together once it is through; the refused and the panicking one leave no
-    // trace.
-    let first = spawn(Box::new(insert(1)));
+    let mut writes = vec![spawn(alone)];
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let second = spawn(Box::new(insert(2)));
-    let refused = spawn(Box::new(|db: &Connection| {
-        insert(3)(db)?;
-        Err(StoreError::Conflict("refused after writing".into()))
-    }));
-    let fourth = spawn(Box::new(insert(4)));
-    let panicking = spawn(Box::new(|db: &Connection| {
-        insert(5)(db)?;
-        panic!("a bug in a write");
-    }));
+    writes.extend(batch.into_iter().map(spawn));
     tokio::time::sleep(Duration::from_millis(100)).await;
     drop(held);
-    assert_eq!(first.await.expect("join"), Ok(()));
-    assert_eq!(second.await.expect("join"), Ok(()));
-    assert_eq!(
-        refused.await.expect("join"),
+    let mut results = Vec::new();
+    for write in writes {
+        results.push(write.await.expect("join"));
+    }
+    results
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_waiting_together_share_a_transaction_and_a_refused_one_undoes_only_itself() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (writer, connection) = writer(dir.path());
+    let writer = Arc::new(writer);
+    let refused: Work = Box::new(|db| {
+        insert(3)(db)?;
         Err(StoreError::Conflict("refused after writing".into()))
+    });
+    let panicking: Work = Box::new(|db| {
+        insert(5)(db)?;
+        panic!("a bug in a write");
+    });
+    let batch = vec![Box::new(insert(2)) as Work, refused, Box::new(insert(4)), panicking];
+    let results = stalled(&writer, &connection, Box::new(insert(1)), batch).await;
+    assert_eq!(
+        results[..4],
+        [
+            Ok(()),
+            Ok(()),
+            Err(StoreError::Conflict("refused after writing".into())),
+            Ok(())
+        ]
     );
-    assert_eq!(fourth.await.expect("join"), Ok(()));
-    let panicked = panicking.await.expect("join");
-    assert!(matches!(panicked, Err(StoreError::Internal(_))), "{panicked:?}");
-    assert_eq!(values(&connection), [1, 2, 4]);
+    assert!(matches!(results[4], Err(StoreError::Internal(_))), "{results:?}");
+    assert_eq!(
+        values(&connection),
+        [1, 2, 4],
+        "the refused and the panicking write left no trace"
+    );
     assert_eq!(writer.commits(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_transaction_fails_fails_every_write_and_the_next_starts_clean() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (writer, connection) = writer(dir.path());
+    let writer = Arc::new(writer);
+    // The middle write ends its own savepoint: the writer's release of it then fails, and with
+    // it the batch's transaction.
+    let breaking: Work = Box::new(|db| {
+        db.execute_batch("RELEASE op")?;
+        Ok(())
+    });
+    let batch = vec![Box::new(insert(2)) as Work, breaking, Box::new(insert(3))];
+    let results = stalled(&writer, &connection, Box::new(insert(1)), batch).await;
+    assert_eq!(results[0], Ok(()));
+    assert!(results[1..].iter().all(Result::is_err), "{results:?}");
+    writer.write(insert(4)).await.expect("the next write");
+    assert_eq!(values(&connection), [1, 4]);
 }
 
 #[tokio::test]
