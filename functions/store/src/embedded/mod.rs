@@ -69,7 +69,7 @@ impl EmbeddedStore {
         let path = config.dir.join("store.sqlite3");
         let connection = Arc::new(Mutex::new(schema::open(&path)?));
         let writer = writer::Writer::start(connection.clone())?;
-        let checkpointer = schema::Checkpointer::start(&path)?;
+        let checkpointer = schema::Checkpointer::start(&path, connection.clone())?;
         let signer = signing::load_or_create_signer(&config.dir.join("signing.key"))?;
         Ok(Self {
             connection,

@@ -147,3 +147,47 @@ async fn the_checkpointer_copies_the_log_into_the_file() {
         size()
     );
 }
+
+/// The write-ahead log starts over while writes go on without a pause (a checkpoint alone
+/// never catches up with them, and the log would grow without end): its header's checkpoint
+/// sequence number, which each new start increments, moves during a steady stream of writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_starts_over_while_writes_go_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(store_in(dir.path(), &clock()));
+    let log = dir.path().join("store.sqlite3-wal");
+    let sequence = || {
+        let header = std::fs::read(&log).ok()?;
+        Some(u32::from_be_bytes(header.get(16..20)?.try_into().ok()?))
+    };
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let padding = "x".repeat(1000);
+                let mut n = 0;
+                while std::time::Instant::now() < until {
+                    let row = item(
+                        json!({"pk": format!("job#{writer}-{}", n % 500), "sk": "meta", "n": n, "padding": padding}),
+                    );
+                    ItemStore::put(&*store, &table(), row, None).await.expect("put");
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    while std::time::Instant::now() < until {
+        seen.extend(sequence());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    assert!(
+        seen.len() >= 3,
+        "the log started over {} time(s) in 3 s of writes",
+        seen.len().saturating_sub(1)
+    );
+}
