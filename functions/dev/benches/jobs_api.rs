@@ -4,11 +4,21 @@
 //!   cargo bench -p tessera-dev --bench jobs_api             10 s per phase
 //!   cargo bench -p tessera-dev --bench jobs_api -- --quick  2 s per phase
 //!
+//!   cargo bench -p tessera-dev --bench jobs_api -- --instructions
+//!     the server under valgrind's callgrind, one connection, requests one after another: the
+//!     user-space instructions the server spends per create and per GET. Unlike times, these
+//!     barely move between runs or machines, so they compare two builds on a noisy machine (the
+//!     kernel's share, the syscalls, is not counted).
+//!
+//! `TESSERA_BENCH_SERVER=/path/to/tessera` loads another build of the server instead of this
+//! one's (to compare two builds on the same machine, run for run).
+//!
 //! The server runs with a catalog whose plans allow unlimited requests, jobs in flight and
 //! tokens (`TESSERA_CATALOG`), so that the limits do not turn the load into 429s; every other
 //! step (API-key check, plan limiter, quota transaction, queue send) runs as in production.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,8 +40,10 @@ fn main() {
     } else {
         Duration::from_secs(10)
     };
+    let instructions = std::env::args().any(|arg| arg == "--instructions");
     let dir = tempfile::tempdir().expect("temp dir");
-    let (mut server, base, key) = start_server(dir.path());
+    let dumps = instructions.then(|| dir.path().join("callgrind"));
+    let (mut server, base, key) = start_server(dir.path(), dumps.as_deref());
     let server_pid = server.id();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -65,13 +77,17 @@ fn main() {
                 }
             }
         };
-        for (connections, pace) in [
+        if let Some(dumps) = &dumps {
+            count_instructions("POST /api/v1/jobs", server_pid, dumps, create.clone()).await;
+        }
+        let create_phases = [
             (1, None),
             (4, None),
             (8, None),
             (CONNECTIONS, None),
             (CONNECTIONS, Some(PACED_CREATES_PER_SECOND)),
-        ] {
+        ];
+        for (connections, pace) in create_phases.into_iter().filter(|_| dumps.is_none()) {
             let cpu = (process_cpu(server_pid), process_cpu(std::process::id()));
             let mut result = run_phase(phase, connections, pace, create.clone()).await;
             result.server_cpu = process_cpu(server_pid).saturating_sub(cpu.0);
@@ -93,7 +109,10 @@ fn main() {
                 }
             }
         };
-        for connections in [1, 4, 8, CONNECTIONS] {
+        if let Some(dumps) = &dumps {
+            count_instructions("GET /api/v1/jobs/{id}", server_pid, dumps, get.clone()).await;
+        }
+        for connections in [1, 4, 8, CONNECTIONS].into_iter().filter(|_| dumps.is_none()) {
             let cpu = (process_cpu(server_pid), process_cpu(std::process::id()));
             let mut result = run_phase(phase, connections, None, get.clone()).await;
             result.server_cpu = process_cpu(server_pid).saturating_sub(cpu.0);
@@ -195,8 +214,9 @@ fn report(name: &str, mut phase: Phase) {
     );
 }
 
-/// Starts the release dev server with limit-free plans; answers it, its URL and the demo key.
-fn start_server(dir: &std::path::Path) -> (Child, String, String) {
+/// Starts the release dev server with limit-free plans (under callgrind, writing its counts to
+/// `dumps`, when given); answers it, its URL and the demo key.
+fn start_server(dir: &Path, dumps: Option<&Path>) -> (Child, String, String) {
     let mut catalog: Value = serde_json::from_str(tessera_core::catalog::SEED).expect("seed");
     for plan in catalog["plans"].as_array_mut().expect("plans") {
         plan["requests_per_minute"] = json!(100_000_000);
@@ -205,7 +225,23 @@ fn start_server(dir: &std::path::Path) -> (Child, String, String) {
     }
     let catalog_path = dir.join("bench-catalog.json");
     std::fs::write(&catalog_path, catalog.to_string()).expect("catalog");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+    let server = std::env::var_os("TESSERA_BENCH_SERVER").unwrap_or_else(|| env!("CARGO_BIN_EXE_tessera").into());
+    let mut command = match dumps {
+        Some(dumps) => {
+            std::fs::create_dir_all(dumps).expect("callgrind folder");
+            let mut valgrind = Command::new("valgrind");
+            valgrind
+                .arg("--tool=callgrind")
+                .arg(format!(
+                    "--callgrind-out-file={}",
+                    dumps.join("callgrind.out").display()
+                ))
+                .arg(server);
+            valgrind
+        }
+        None => Command::new(server),
+    };
+    let mut child = command
         .env("TESSERA_ADDR", "127.0.0.1:0")
         .env("TESSERA_DATA_DIR", dir)
         .env("TESSERA_CATALOG", &catalog_path)
@@ -229,6 +265,59 @@ fn start_server(dir: &std::path::Path) -> (Child, String, String) {
     }
     std::thread::spawn(move || lines.for_each(drop));
     (child, base.expect("url"), key.expect("the demo API key"))
+}
+
+/// Requests sent before counting, so that the server's caches and connections are warm.
+const WARM_UP_REQUESTS: usize = 50;
+
+/// Requests counted in an instruction count.
+const COUNTED_REQUESTS: usize = 300;
+
+/// Sends `request` one after another to the server running under callgrind as process `pid`,
+/// and prints the instructions it spent per request (from callgrind's dump in `dumps`).
+async fn count_instructions<F, Fut>(name: &str, pid: u32, dumps: &Path, request: F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for n in 0..WARM_UP_REQUESTS {
+        assert!(request(n).await, "a warm-up request failed");
+    }
+    callgrind_control("--zero", pid);
+    for n in 0..COUNTED_REQUESTS {
+        assert!(request(n).await, "a counted request failed");
+    }
+    callgrind_control("--dump", pid);
+    let instructions = last_dump_total(dumps);
+    println!(
+        "{name}: {:.0} instructions per request (server user space, {COUNTED_REQUESTS} requests one after another)",
+        instructions as f64 / COUNTED_REQUESTS as f64
+    );
+}
+
+fn callgrind_control(command: &str, pid: u32) {
+    let status = Command::new("callgrind_control")
+        .args([command, &pid.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .expect("callgrind_control (valgrind) must be installed");
+    assert!(status.success(), "callgrind_control {command} failed");
+}
+
+/// The instruction count of the newest dump in `dumps` (`callgrind.out.<pid>.<part>`, parts
+/// numbered from 1).
+fn last_dump_total(dumps: &Path) -> u64 {
+    let part = |path: &Path| path.extension().and_then(|part| part.to_str()?.parse::<u32>().ok());
+    let newest = std::fs::read_dir(dumps)
+        .expect("callgrind folder")
+        .filter_map(|entry| Some(entry.ok()?.path()))
+        .filter(|path| part(path).is_some())
+        .max_by_key(|path| part(path))
+        .expect("a callgrind dump");
+    let dump = std::fs::read_to_string(&newest).expect("callgrind dump");
+    dump.lines()
+        .find_map(|line| line.strip_prefix("summary:")?.trim().parse().ok())
+        .expect("the dump's summary line")
 }
 
 /// CPU time (user + system) process `pid` has used so far, from `/proc` (zero elsewhere).

@@ -759,7 +759,7 @@ impl Jobs {
     pub async fn live_workers(&self, capability: Capability) -> StoreResult<u64> {
         let mut query = Query::partition(WORKERS_PARTITION);
         query.index = Some("gsi1".into());
-        query.limit = 1000;
+        query.limit = 100;
         let mut live = 0;
         loop {
             let page = self.items.query(&self.jobs, query.clone()).await?;

@@ -15,6 +15,10 @@ use crate::item::{
 };
 use crate::queue::{OutgoingMessage, QueueDef};
 
+/// The most rows a query may ask for and still run on the writer's connection when it is
+/// free (see [`EmbeddedStore::reader`]); a longer one reads beside the writer.
+const SHORT_QUERY_ROWS: usize = 100;
+
 /// How many secondary indexes a table may have: one column pair each in `items`.
 pub(super) const INDEX_SLOTS: usize = 2;
 
@@ -91,7 +95,11 @@ impl ItemStore for EmbeddedStore {
         check_table(table)?;
         query.validate()?;
         let plan = QueryPlan::new(table, &query, self.now_unix())?;
-        let mut items = plan.run(&*self.reader()?)?;
+        let mut items = if query.limit <= SHORT_QUERY_ROWS {
+            plan.run(&*self.reader()?)?
+        } else {
+            plan.run(&*self.pooled_reader()?)?
+        };
         let more = items.len() > query.limit;
         items.truncate(query.limit);
         let cursor = match items.last() {
@@ -105,11 +113,11 @@ impl ItemStore for EmbeddedStore {
         check_table(table)?;
         query.cursor = None;
         query.validate()?;
-        let db = self.reader()?;
-        if let Some(count) = count_from_size(&db, table, &query)? {
+        if let Some(count) = count_from_size(&*self.reader()?, table, &query)? {
             return Ok(count);
         }
         let plan = QueryPlan::counting(table, &query, self.now_unix())?;
+        let db = self.pooled_reader()?;
         let mut statement = db.prepare_cached(&plan.sql)?;
         let count: i64 = statement.query_row(params_from_iter(&plan.params), |row| row.get(0))?;
         Ok(u64::try_from(count).unwrap_or(0))

@@ -92,9 +92,27 @@ impl EmbeddedStore {
         self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// A reader connection, given back to the pool when dropped (at most [`IDLE_READERS`] are
-    /// kept); reads that need not see a write transaction's own changes use one.
+    /// A connection for a short read (a point lookup, an index seek): the writer's when it is
+    /// free (its page cache is warm, and no commit can land while the read starts), else a
+    /// pooled one (see [`Self::pooled_reader`]). A read of many rows takes a pooled one, so
+    /// that writes never wait behind it. Reads that need not see a write transaction's own
+    /// changes use one; it must not be held while waiting for a write or taking [`Self::db`]
+    /// (the writer's lock is not reentrant).
     fn reader(&self) -> StoreResult<Reader<'_>> {
+        if let Some(writers) = self.writer.idle_connection()
+            && writers.is_autocommit()
+        {
+            return Ok(Reader {
+                held: Some(Held::Writers(writers)),
+                pool: &self.readers,
+            });
+        }
+        self.pooled_reader()
+    }
+
+    /// A reader connection of the pool, beside the writer's, given back to the pool when
+    /// dropped (at most [`IDLE_READERS`] are kept).
+    fn pooled_reader(&self) -> StoreResult<Reader<'_>> {
         let idle = self
             .readers
             .lock()
@@ -105,7 +123,7 @@ impl EmbeddedStore {
             None => schema::open_reader(&self.path)?,
         };
         Ok(Reader {
-            connection: Some(connection),
+            held: Some(Held::Pooled(connection)),
             pool: &self.readers,
         })
     }
@@ -148,28 +166,38 @@ impl fmt::Debug for EmbeddedStore {
 /// How many idle reader connections the store keeps.
 const IDLE_READERS: usize = 4;
 
-/// A reader connection on loan from the store's pool.
+/// A connection on loan for reading.
 struct Reader<'a> {
-    connection: Option<Connection>,
+    held: Option<Held<'a>>,
     pool: &'a Mutex<Vec<Connection>>,
+}
+
+/// Which connection a [`Reader`] holds.
+enum Held<'a> {
+    /// The writer's, locked while the read lasts.
+    Writers(MutexGuard<'a, Connection>),
+    /// One of the pool's, given back when the read ends.
+    Pooled(Connection),
 }
 
 impl std::ops::Deref for Reader<'_> {
     type Target = Connection;
 
     fn deref(&self) -> &Connection {
-        self.connection
-            .as_ref()
-            .expect("a reader holds its connection until dropped")
+        match self.held.as_ref().expect("a reader holds its connection until dropped") {
+            Held::Writers(guard) => guard,
+            Held::Pooled(connection) => connection,
+        }
     }
 }
 
 impl Drop for Reader<'_> {
     fn drop(&mut self) {
+        let Some(Held::Pooled(connection)) = self.held.take() else {
+            return;
+        };
         let mut idle = self.pool.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if idle.len() < IDLE_READERS
-            && let Some(connection) = self.connection.take()
-        {
+        if idle.len() < IDLE_READERS {
             idle.push(connection);
         }
     }

@@ -138,7 +138,7 @@ impl Queue for EmbeddedStore {
     async fn counts(&self, queue: &QueueDef) -> StoreResult<QueueCounts> {
         queue.validate()?;
         let now = self.now_ms();
-        let db = self.reader()?;
+        let db = self.pooled_reader()?;
         let mut statement = db.prepare_cached(
             "SELECT COALESCE(SUM(visible_at <= ?1), 0),
                     COALESCE(SUM(visible_at > ?1 AND receive_count > 0), 0),

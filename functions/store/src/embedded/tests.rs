@@ -191,3 +191,65 @@ async fn the_log_starts_over_while_writes_go_on() {
         seen.len().saturating_sub(1)
     );
 }
+
+/// How many reader connections the store has opened and keeps idle.
+fn pooled_readers(store: &EmbeddedStore) -> usize {
+    store.readers.lock().expect("pool").len()
+}
+
+#[tokio::test]
+#[expect(
+    clippy::await_holding_lock,
+    reason = "the test holds the writer's connection, as a write in progress does, across a read"
+)]
+async fn short_reads_use_the_writers_connection_when_it_is_free_and_a_reader_when_not() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store_in(dir.path(), &clock());
+    let key = Key::new("job#1", "meta");
+    ItemStore::put(&store, &table(), item(json!({"pk": "job#1", "sk": "meta"})), None)
+        .await
+        .expect("put");
+    let found = ItemStore::get(&store, &table(), &key).await.expect("get");
+    assert!(found.is_some());
+    assert_eq!(pooled_readers(&store), 0, "a read with the writer free opened a reader");
+    let short = crate::item::Query::partition("job#1");
+    let page = ItemStore::query(&store, &table(), short.clone()).await.expect("query");
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(
+        pooled_readers(&store),
+        0,
+        "a short query with the writer free opened a reader"
+    );
+    let long = crate::item::Query { limit: 1000, ..short };
+    let page = ItemStore::query(&store, &table(), long).await.expect("query");
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(pooled_readers(&store), 1, "a query of up to 1,000 rows took the writer");
+
+    let busy = store.db();
+    let found = tokio::time::timeout(Duration::from_secs(5), ItemStore::get(&store, &table(), &key))
+        .await
+        .expect("a read while the writer is busy must not wait for it")
+        .expect("get");
+    assert!(found.is_some(), "a read beside a busy writer missed a committed item");
+    drop(busy);
+}
+
+#[tokio::test]
+async fn reads_never_see_a_write_that_has_not_committed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store_in(dir.path(), &clock());
+    {
+        let db = store.db();
+        db.execute_batch("BEGIN IMMEDIATE").expect("begin");
+        db.execute(
+            "INSERT INTO items (tbl, pk, sk, doc) VALUES ('jobs', 'job#1', 'meta', '{\"pk\":\"job#1\",\"sk\":\"meta\"}')",
+            [],
+        )
+        .expect("insert");
+    }
+    let found = ItemStore::get(&store, &table(), &Key::new("job#1", "meta"))
+        .await
+        .expect("get");
+    assert!(found.is_none(), "a read saw a write that was never committed");
+    store.db().execute_batch("ROLLBACK").expect("rollback");
+}

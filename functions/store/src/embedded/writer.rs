@@ -103,7 +103,7 @@ impl Writer {
 
     /// The connection, when no write is waiting for the thread (under load, writes keep going
     /// to it, to share its transactions) and no one holds the connection.
-    fn idle_connection(&self) -> Option<MutexGuard<'_, Connection>> {
+    pub(super) fn idle_connection(&self) -> Option<MutexGuard<'_, Connection>> {
         if self.shared.queued.load(Ordering::Acquire) > 0 {
             return None;
         }

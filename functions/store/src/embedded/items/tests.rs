@@ -583,17 +583,23 @@ async fn index_statements_are_prepared_once() {
             crate::embedded::queue::SCAN_BATCH
         ),
     ];
-    let (reader, writer) = (store.reader().expect("reader"), store.db());
-    let checks = reads
-        .iter()
-        .map(|sql| (&*reader, sql))
-        .chain(writes.iter().map(|sql| (&*writer, sql)));
-    for (db, sql) in checks {
-        let statement = db.prepare_cached(sql).expect("cached");
-        assert!(
-            statement.get_status(StatementStatus::Run) >= 3,
-            "not the statement run: {sql}"
-        );
-        assert_eq!(statement.get_status(StatementStatus::RePrepare), 0, "{sql}");
+    // A read runs on the writer's connection when it is free, else on a pooled reader.
+    let writer = store.db();
+    let pooled = store.readers.lock().expect("pool");
+    let runs = |sql: &str, connections: &[&rusqlite::Connection]| {
+        let mut runs = 0;
+        for db in connections {
+            let statement = db.prepare_cached(sql).expect("cached");
+            assert_eq!(statement.get_status(StatementStatus::RePrepare), 0, "{sql}");
+            runs += statement.get_status(StatementStatus::Run);
+        }
+        runs
+    };
+    let readers: Vec<&rusqlite::Connection> = std::iter::once(&*writer).chain(pooled.iter()).collect();
+    for sql in &reads {
+        assert!(runs(sql, &readers) >= 3, "not the statement run: {sql}");
+    }
+    for sql in &writes {
+        assert!(runs(sql, &[&*writer]) >= 3, "not the statement run: {sql}");
     }
 }
