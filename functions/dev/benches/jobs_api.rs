@@ -225,7 +225,9 @@ fn start_server(dir: &Path, dumps: Option<&Path>) -> (Child, String, String) {
     }
     let catalog_path = dir.join("bench-catalog.json");
     std::fs::write(&catalog_path, catalog.to_string()).expect("catalog");
-    let server = std::env::var_os("TESSERA_BENCH_SERVER").unwrap_or_else(|| env!("CARGO_BIN_EXE_tessera").into());
+    let server = std::env::var_os("TESSERA_BENCH_SERVER")
+        .filter(|path| !path.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_tessera").into());
     let mut command = match dumps {
         Some(dumps) => {
             std::fs::create_dir_all(dumps).expect("callgrind folder");

@@ -248,8 +248,7 @@ async fn create_for_chat_user(
             user_ref,
             reply_context: request.reply_context.clone(),
         }),
-        idempotency_key: crate::v1::jobs::idempotency_key(&headers)?,
-        request_hash: crate::v1::jobs::hex_sha256(&body),
+        idempotency: crate::v1::jobs::Idempotency::of(&headers, &body)?,
         cap,
     };
     if let Some(replayed) = submission.replay(&state).await? {

@@ -11,7 +11,7 @@ use tessera_core::JobStatus;
 use tessera_store::accounts::{TenantRecord, UserRecord};
 use tessera_store::jobs::JobRecord;
 
-use super::jobs::Submission;
+use super::jobs::{Idempotency, Submission};
 use super::{ApiError, V1State};
 
 /// The system account that owns canary jobs (a chat-style user of its own, on the Free plan).
@@ -49,8 +49,10 @@ pub async fn run(state: &V1State, every: Duration) -> Result<PipelineHealth, Api
             tenant: &canaries.tenant,
             user_id: canaries.user.id.clone(),
             origin: None,
-            idempotency_key: Some(format!("canary-{}", canaries.now / canaries.every_seconds)),
-            request_hash: "canary".into(),
+            idempotency: Some(Idempotency {
+                key: format!("canary-{}", canaries.now / canaries.every_seconds),
+                request_hash: "canary".into(),
+            }),
             cap: None,
         };
         if submission.replay(state).await?.is_none() {

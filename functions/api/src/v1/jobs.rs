@@ -116,8 +116,7 @@ async fn create(
         tenant: &tenant,
         user_id,
         origin: None,
-        idempotency_key: idempotency_key(&headers)?,
-        request_hash: hex_sha256(&body),
+        idempotency: Idempotency::of(&headers, &body)?,
         cap: None,
     };
     let body: Value = match submission.replay(&state).await? {
@@ -137,10 +136,8 @@ pub struct Submission<'a> {
     pub user_id: tessera_core::UserId,
     /// The chat it came from (internal creations).
     pub origin: Option<JobOrigin>,
-    /// The client's `Idempotency-Key`, if any.
-    pub idempotency_key: Option<String>,
-    /// Hex SHA-256 of the raw request body (a reused key must come with the same body).
-    pub request_hash: String,
+    /// The client's `Idempotency-Key` and its request's hash, if a key was sent.
+    pub idempotency: Option<Idempotency>,
     /// A chat server's per-member daily cap (internal creations from a server).
     pub cap: Option<DailyCap>,
 }
@@ -148,11 +145,11 @@ pub struct Submission<'a> {
 impl Submission<'_> {
     /// The first answer, when the idempotency key was used already (409 for another body).
     pub async fn replay(&self, state: &V1State) -> Result<Option<Answer>, ApiError> {
-        let Some(key) = &self.idempotency_key else {
+        let Some(idempotency) = &self.idempotency else {
             return Ok(None);
         };
-        match state.jobs.idempotency(&self.tenant.id, key).await? {
-            Some(record) => replay(&record, &self.request_hash).map(Some),
+        match state.jobs.idempotency(&self.tenant.id, &idempotency.key).await? {
+            Some(record) => replay(&record, &idempotency.request_hash).map(Some),
             None => Ok(None),
         }
     }
@@ -180,16 +177,20 @@ impl Submission<'_> {
             "queue_position": ahead + 1,
             "created_at": timestamp(now),
         });
-        let record = IdempotencyRecord {
-            request_hash: self.request_hash.clone(),
+        let record = self.idempotency.as_ref().map(|idempotency| IdempotencyRecord {
+            request_hash: idempotency.request_hash.clone(),
             status: StatusCode::CREATED.as_u16(),
             body: answer.to_string(),
-        };
+        });
         let quota = Quota {
             daily_tokens: Tokens::whole(plan.daily_token_limit).0,
             concurrent_jobs: plan.concurrent_jobs,
         };
-        let idempotency = self.idempotency_key.as_deref().map(|key| (key, &record, now));
+        let idempotency = self
+            .idempotency
+            .as_ref()
+            .zip(record.as_ref())
+            .map(|(idempotency, record)| (idempotency.key.as_str(), record, now));
         let created = match state.jobs.create(&job, quota, idempotency, self.cap.as_ref()).await {
             Ok(created) => created,
             Err(CreateRefused::Cap) => {
@@ -206,7 +207,13 @@ impl Submission<'_> {
                     )
                 });
             }
-            Err(CreateRefused::Replay(existing)) => return replay(&existing, &self.request_hash),
+            Err(CreateRefused::Replay(existing)) => {
+                let request_hash = self
+                    .idempotency
+                    .as_ref()
+                    .map(|idempotency| idempotency.request_hash.as_str());
+                return replay(&existing, request_hash.unwrap_or_default());
+            }
             Err(CreateRefused::Quota) => return Err(quota_exceeded(plan.daily_token_limit, job.cost)),
             Err(CreateRefused::Concurrency) => {
                 let details = format!(
@@ -300,8 +307,27 @@ fn quota_exceeded(daily_limit: u64, cost: u64) -> ApiError {
     )
 }
 
+/// A client's `Idempotency-Key` with the hash of the body it came with: the key's first answer
+/// is replayed only to a request with the same body.
+pub struct Idempotency {
+    /// The key, checked.
+    pub key: String,
+    /// Hex SHA-256 of the raw request body.
+    pub request_hash: String,
+}
+
+impl Idempotency {
+    /// The request's idempotency, `None` when it sent no key (its body is then not hashed).
+    pub fn of(headers: &HeaderMap, body: &[u8]) -> Result<Option<Self>, ApiError> {
+        Ok(idempotency_key(headers)?.map(|key| Self {
+            key,
+            request_hash: hex_sha256(body),
+        }))
+    }
+}
+
 /// The request's `Idempotency-Key`, checked.
-pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -355,7 +381,7 @@ fn replay(record: &IdempotencyRecord, request_hash: &str) -> Result<Answer, ApiE
 }
 
 /// Hex SHA-256 of a request body.
-pub fn hex_sha256(bytes: &[u8]) -> String {
+fn hex_sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
