@@ -59,7 +59,7 @@ async fn run(jobs: usize) {
     let ports = Ports::from_backend(store.clone(), "embedded");
     let keys = JwtKeys::parse("b1:bench-secret-0123456789abcdef0123456789", "tessera", "tessera-api").expect("keys");
     let auth = AuthService::new(
-        ports.items.clone(),
+        &ports,
         Arc::new(SystemClock),
         Arc::new(RandomIds),
         AuthConfig {

@@ -47,7 +47,7 @@ async fn a_job_whose_worker_process_is_killed_completes_once_on_another_worker()
     let ports = Ports::from_backend(store.clone(), "embedded");
     let keys = JwtKeys::parse("k1:killed-test-secret-0123456789abcdef012", "tessera", "tessera-api").expect("keys");
     let auth = AuthService::new(
-        ports.items.clone(),
+        &ports,
         Arc::new(clock.clone()),
         Arc::new(RandomIds),
         AuthConfig {

@@ -1,5 +1,6 @@
-//! Rate limits shared by every Lambda instance: fixed windows counted in the item store (one
-//! atomic increment per request, expired by TTL), with the `X-RateLimit-*` headers.
+//! Rate limits shared by every Lambda instance: fixed windows counted in the counters port (one
+//! atomic increment per request, expired with the window), with the `X-RateLimit-*` headers; and
+//! the login lockout, kept in the item store.
 
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::json;
 use tessera_core::Clock;
 use tessera_store::definitions::accounts_table;
-use tessera_store::{ItemStore, Key, StoreResult, TableDef, Update};
+use tessera_store::{Counters, ItemStore, Key, StoreResult, TableDef, Update};
 
 /// One limit: at most `limit` requests per `window_seconds` per subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,9 +78,8 @@ impl Decision {
 /// Counts requests per rule and subject.
 #[derive(Clone)]
 pub struct RateLimiter {
-    items: Arc<dyn ItemStore>,
+    counters: Arc<dyn Counters>,
     clock: Arc<dyn Clock>,
-    table: TableDef,
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -89,13 +89,9 @@ impl std::fmt::Debug for RateLimiter {
 }
 
 impl RateLimiter {
-    /// A limiter counting in `items`' accounts table, on `clock`.
-    pub fn new(items: Arc<dyn ItemStore>, clock: Arc<dyn Clock>) -> Self {
-        Self {
-            items,
-            clock,
-            table: accounts_table(),
-        }
+    /// A limiter counting in `counters`, on `clock`.
+    pub fn new(counters: Arc<dyn Counters>, clock: Arc<dyn Clock>) -> Self {
+        Self { counters, clock }
     }
 
     /// Counts one request of `subject` under `rule`.
@@ -103,13 +99,8 @@ impl RateLimiter {
         let now = self.clock.now().unix_timestamp();
         let window_start = now - now.rem_euclid(rule.window_seconds);
         let reset_at = window_start + rule.window_seconds;
-        let key = Key::new(format!("RATE#{}#{subject}", rule.name), window_start.to_string());
-        let update = Update::set("ttl", json!(reset_at + 60)).and_add("count", 1);
-        let item = self.items.update(&self.table, &key, update, None).await?;
-        let count = item
-            .get("count")
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(u64::MAX);
+        let name = format!("{}#{subject}", rule.name);
+        let count = self.counters.increment(&name, window_start, reset_at + 60).await?;
         let limit = u64::from(rule.limit);
         Ok(Decision {
             allowed: count <= limit,

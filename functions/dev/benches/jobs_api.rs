@@ -88,10 +88,7 @@ fn main() {
             (CONNECTIONS, Some(PACED_CREATES_PER_SECOND)),
         ];
         for (connections, pace) in create_phases.into_iter().filter(|_| dumps.is_none()) {
-            let cpu = (process_cpu(server_pid), process_cpu(std::process::id()));
-            let mut result = run_phase(phase, connections, pace, create.clone()).await;
-            result.server_cpu = process_cpu(server_pid).saturating_sub(cpu.0);
-            result.client_cpu = process_cpu(std::process::id()).saturating_sub(cpu.1);
+            let result = measured_phase(server_pid, phase, connections, pace, create.clone()).await;
             report("POST /api/v1/jobs", result);
         }
         let ids = Arc::new(ids.lock().await.clone());
@@ -113,10 +110,7 @@ fn main() {
             count_instructions("GET /api/v1/jobs/{id}", server_pid, dumps, get.clone()).await;
         }
         for connections in [1, 4, 8, CONNECTIONS].into_iter().filter(|_| dumps.is_none()) {
-            let cpu = (process_cpu(server_pid), process_cpu(std::process::id()));
-            let mut result = run_phase(phase, connections, None, get.clone()).await;
-            result.server_cpu = process_cpu(server_pid).saturating_sub(cpu.0);
-            result.client_cpu = process_cpu(std::process::id()).saturating_sub(cpu.1);
+            let result = measured_phase(server_pid, phase, connections, None, get.clone()).await;
             report("GET /api/v1/jobs/{id}", result);
         }
     });
@@ -131,9 +125,28 @@ struct Phase {
     connections: usize,
     /// The offered rate of a paced run (`None`: each connection sends as fast as answered).
     pace: Option<f64>,
-    server_cpu: Duration,
+    server_cpu: Cpu,
     /// The load generator's own CPU time (it shares the machine's cores with the server).
-    client_cpu: Duration,
+    client_cpu: Cpu,
+}
+
+/// [`run_phase`], with the CPU time the server and this load generator spent meanwhile.
+async fn measured_phase<F, Fut>(
+    server_pid: u32,
+    length: Duration,
+    connections: usize,
+    pace: Option<f64>,
+    request: F,
+) -> Phase
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let before = (process_cpu(server_pid), process_cpu(std::process::id()));
+    let mut phase = run_phase(length, connections, pace, request).await;
+    phase.server_cpu = process_cpu(server_pid).since(before.0);
+    phase.client_cpu = process_cpu(std::process::id()).since(before.1);
+    phase
 }
 
 /// Sends requests on `connections` connections for `length`: each as soon as the one before
@@ -177,8 +190,8 @@ where
         elapsed: Duration::ZERO,
         connections,
         pace,
-        server_cpu: Duration::ZERO,
-        client_cpu: Duration::ZERO,
+        server_cpu: Cpu::default(),
+        client_cpu: Cpu::default(),
     };
     for worker in workers {
         let (latencies, failures) = worker.await.expect("worker");
@@ -201,7 +214,7 @@ fn report(name: &str, mut phase: Phase) {
         .map(|rate| format!(" paced at {rate:.0}/s"))
         .unwrap_or_default();
     println!(
-        "{name}, {} connection(s){paced}: {} ok, {} failed in {:.1} s: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, server CPU {:.3} ms/request, load generator CPU {:.3} ms/request",
+        "{name}, {} connection(s){paced}: {} ok, {} failed in {:.1} s: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, server CPU {:.3} ms/request ({:.3} of it in the kernel), load generator CPU {:.3} ms/request",
         phase.connections,
         phase.latencies.len(),
         phase.failures,
@@ -209,8 +222,9 @@ fn report(name: &str, mut phase: Phase) {
         phase.latencies.len() as f64 / phase.elapsed.as_secs_f64(),
         at(0.50),
         at(0.99),
-        phase.server_cpu.as_secs_f64() * 1000.0 / ok,
-        phase.client_cpu.as_secs_f64() * 1000.0 / ok,
+        phase.server_cpu.total().as_secs_f64() * 1000.0 / ok,
+        phase.server_cpu.system.as_secs_f64() * 1000.0 / ok,
+        phase.client_cpu.total().as_secs_f64() * 1000.0 / ok,
     );
 }
 
@@ -322,17 +336,44 @@ fn last_dump_total(dumps: &Path) -> u64 {
         .expect("the dump's summary line")
 }
 
-/// CPU time (user + system) process `pid` has used so far, from `/proc` (zero elsewhere).
-fn process_cpu(pid: u32) -> Duration {
+/// CPU time a process has used: in user space and in the kernel.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cpu {
+    user: Duration,
+    system: Duration,
+}
+
+impl Cpu {
+    fn total(self) -> Duration {
+        self.user + self.system
+    }
+
+    /// The time used since `earlier`.
+    fn since(self, earlier: Cpu) -> Cpu {
+        Cpu {
+            user: self.user.saturating_sub(earlier.user),
+            system: self.system.saturating_sub(earlier.system),
+        }
+    }
+}
+
+/// The CPU time process `pid` has used so far, from `/proc` (zero elsewhere).
+fn process_cpu(pid: u32) -> Cpu {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return Duration::ZERO;
+        return Cpu::default();
     };
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
-        .sum();
-    Duration::from_millis(ticks * 10)
+    let ticks = |field: usize| {
+        let ticks = fields
+            .get(field)
+            .and_then(|ticks| ticks.parse::<u64>().ok())
+            .unwrap_or(0);
+        Duration::from_millis(ticks * 10)
+    };
+    Cpu {
+        user: ticks(11),
+        system: ticks(12),
+    }
 }
 
 fn stop(server: &mut Child) {

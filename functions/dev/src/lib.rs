@@ -37,7 +37,7 @@ const LIFECYCLE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 /// The ports of the configured backend, and the embedded store itself when that is the one
 /// (its signed blob URLs are served by this server).
 pub struct Backend {
-    /// The three ports.
+    /// The ports.
     pub ports: Ports,
     /// The embedded store, when the backend is embedded.
     pub embedded: Option<Arc<EmbeddedStore>>,
@@ -163,7 +163,7 @@ pub fn auth_service(config: &Config, backend: &Backend) -> anyhow::Result<AuthSe
     let fallback = accounts::local_jwt_keys(&config.data_dir)?;
     let auth_config = config.auth(Some(fallback))?;
     Ok(AuthService::new(
-        backend.ports.items.clone(),
+        &backend.ports,
         Arc::new(SystemClock),
         Arc::new(RandomIds),
         auth_config,

@@ -215,7 +215,7 @@ impl Accounts {
             jwt: JwtKeys::parse(JWT_KEYS, "tessera", "tessera-api").expect("JWT keys"),
             trust_forwarded_for: false,
         };
-        let auth = AuthService::new(ports.items.clone(), Arc::new(SystemClock), Arc::new(RandomIds), config);
+        let auth = AuthService::new(&ports, Arc::new(SystemClock), Arc::new(RandomIds), config);
         let service_key = auth
             .create_service_key("cold-start-bench")
             .await

@@ -61,7 +61,7 @@ pub fn auth_service(ports: &Ports) -> anyhow::Result<AuthService> {
     let config = AuthConfig::from_lookup(|name| std::env::var(name).ok(), None)
         .map_err(|(variable, reason)| anyhow::anyhow!("{variable} is invalid: {reason}"))?;
     Ok(AuthService::new(
-        ports.items.clone(),
+        ports,
         Arc::new(SystemClock),
         Arc::new(RandomIds),
         config,

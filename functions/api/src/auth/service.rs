@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tessera_core::account::check_password_policy;
 use tessera_core::{ApiKeyId, Clock, Email, IdSource, PlanTier, Principal, Role, Scope, TenantId, UserId};
 use tessera_store::accounts::{Accounts, ApiKeyRecord, RefreshRecord, ServiceKeyRecord, TenantRecord, UserRecord};
-use tessera_store::{ItemStore, StoreError};
+use tessera_store::{Ports, StoreError};
 
 use super::error::AuthError;
 use super::jwt::{Claims, JwtKeys};
@@ -111,12 +111,12 @@ impl std::fmt::Debug for AuthService {
 }
 
 impl AuthService {
-    /// The service over the item store.
-    pub fn new(items: Arc<dyn ItemStore>, clock: Arc<dyn Clock>, ids: Arc<dyn IdSource>, config: AuthConfig) -> Self {
+    /// The service over the item store and the rate limits' counters of `ports`.
+    pub fn new(ports: &Ports, clock: Arc<dyn Clock>, ids: Arc<dyn IdSource>, config: AuthConfig) -> Self {
         Self {
-            accounts: Accounts::new(items.clone()),
-            limiter: RateLimiter::new(items.clone(), clock.clone()),
-            lockout: Lockout::new(items, clock.clone()),
+            accounts: Accounts::new(ports.items.clone()),
+            limiter: RateLimiter::new(ports.counters.clone(), clock.clone()),
+            lockout: Lockout::new(ports.items.clone(), clock.clone()),
             clock,
             ids,
             config: Arc::new(config),

@@ -1,4 +1,5 @@
-//! The AWS backend: the item store on DynamoDB, the queue on SQS and the blob store on S3.
+//! The AWS backend: the item store and the counters on DynamoDB, the queue on SQS and the blob
+//! store on S3.
 //!
 //! The clients honour the SDK's usual configuration (environment, profiles, IMDS), including
 //! `AWS_ENDPOINT_URL` and the per-service `AWS_ENDPOINT_URL_DYNAMODB`, `_SQS` and `_S3`, so the
@@ -9,6 +10,7 @@
 mod attributes;
 mod blobs;
 mod bootstrap;
+mod counters;
 mod errors;
 mod expressions;
 mod items;
@@ -38,7 +40,7 @@ const ITEM_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one SQS call may take: a long poll holds the connection up to [`MAX_WAIT`].
 const QUEUE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(MAX_WAIT.as_secs() + 10);
 
-/// The three ports on DynamoDB, SQS and S3.
+/// The ports on DynamoDB, SQS and S3.
 #[derive(Debug)]
 pub struct AwsStore {
     dynamodb: aws_sdk_dynamodb::Client,

@@ -1,8 +1,9 @@
 //! The embedded backend: items and queues in one SQLite file, blobs in a local folder, signed
-//! URLs checked with a key kept next to them. It serves the dev server and the test suites, and
+//! URLs checked with a key kept next to them, rate-limit counters in memory. It serves the dev server and the test suites, and
 //! behaves as the AWS backend does.
 
 mod blobs;
+mod counters;
 mod items;
 mod queue;
 mod schema;
@@ -34,7 +35,7 @@ pub struct EmbeddedConfig {
     pub clock: Arc<dyn Clock>,
 }
 
-/// The three ports on one SQLite file and a folder of blobs.
+/// The ports on one SQLite file, a folder of blobs, and memory (the counters).
 pub struct EmbeddedStore {
     /// The connection that writes (and reads inside its write transactions): the writer
     /// thread's, and locked by the few synchronous writes (blobs' rows, purges).
@@ -56,6 +57,8 @@ pub struct EmbeddedStore {
     /// What the long polls know of other processes' writes: the last `data_version` seen, and
     /// when it was last read (so that many waiting polls read it once a millisecond in all).
     peek: Mutex<queue::Peek>,
+    /// The rate-limit windows, in memory (see [`crate::counters`]).
+    windows: Mutex<counters::Windows>,
     /// Checkpoints the write-ahead log beside the requests, while the store lives.
     _checkpointer: schema::Checkpointer,
 }
@@ -82,6 +85,7 @@ impl EmbeddedStore {
             signer,
             arrivals: Mutex::default(),
             peek: Mutex::default(),
+            windows: Mutex::default(),
             _checkpointer: checkpointer,
         })
     }

@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use crate::error::{StoreError, StoreResult};
 
 /// The schema this code writes; a file with a newer one was made by newer code.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// Enough cached statements for every query shape the backend prepares.
 const STATEMENT_CACHE: usize = 128;
@@ -43,8 +43,11 @@ CREATE TABLE IF NOT EXISTS index_sizes (
     PRIMARY KEY (tbl, slot, part)
 ) WITHOUT ROWID;
 
+-- `seq` orders a queue's messages: a new one gets the largest + 1 (no AUTOINCREMENT, whose
+-- `sqlite_sequence` row would be one more page written by every send; a number freed by
+-- deleting the newest message may come back, still after every message left).
 CREATE TABLE IF NOT EXISTS messages (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     queue TEXT NOT NULL,
     id TEXT NOT NULL,
     grp TEXT,
@@ -246,8 +249,31 @@ fn migrate(connection: &mut Connection) -> StoreResult<()> {
         // Version 2 added `ttl` to the index keys.
         transaction.execute_batch("DROP INDEX IF EXISTS items_i0; DROP INDEX IF EXISTS items_i1;")?;
     }
+    if (1..4).contains(&version) {
+        // Version 4 numbers messages without AUTOINCREMENT: the table is rebuilt below.
+        transaction.execute_batch(
+            "DROP INDEX IF EXISTS messages_by_queue;
+             DROP INDEX IF EXISTS messages_by_receipt;
+             ALTER TABLE messages RENAME TO messages_v3;",
+        )?;
+    }
     transaction.execute_batch(SCHEMA)?;
     transaction.execute_batch(&size_triggers())?;
+    if (1..4).contains(&version) {
+        transaction.execute_batch(
+            "INSERT INTO messages (seq, queue, id, grp, visible_at, receive_count, receipt, body)
+                 SELECT seq, queue, id, grp, visible_at, receive_count, receipt, body FROM messages_v3;
+             DROP TABLE messages_v3;",
+        )?;
+        let numbered: bool = transaction.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_sequence')",
+            [],
+            |row| row.get(0),
+        )?;
+        if numbered {
+            transaction.execute("DELETE FROM sqlite_sequence WHERE name = 'messages_v3'", [])?;
+        }
+    }
     if version < 3 {
         // Version 3 added the index sizes; a file from before has items to size.
         transaction.execute_batch(

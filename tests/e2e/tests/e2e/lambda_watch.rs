@@ -93,7 +93,7 @@ fn cargo_lambda() -> PathBuf {
 async fn api_key(backend: &Backend) -> String {
     let keys = JwtKeys::parse(&format!("{TEST_JWT_KID}:{TEST_JWT_SECRET}"), "tessera", "tessera-api").expect("keys");
     let auth = AuthService::new(
-        backend.items.clone(),
+        &backend.ports(),
         Arc::new(backend.clock.clone()),
         Arc::new(RandomIds),
         AuthConfig {

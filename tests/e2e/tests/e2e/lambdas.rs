@@ -59,7 +59,7 @@ async fn login_limits_count_the_api_gateway_source_ip_not_a_client_header(backen
     )
     .expect("keys");
     let auth = AuthService::new(
-        backend.items.clone(),
+        &backend.ports(),
         Arc::new(backend.clock.clone()),
         Arc::new(RandomIds),
         AuthConfig {

@@ -7,6 +7,7 @@ mod auth;
 mod blobs;
 mod canary;
 mod cli;
+mod counters;
 mod dev_server;
 mod discord;
 mod docs;

@@ -16,7 +16,7 @@ use tessera_core::{Clock, RandomIds};
 use tessera_store::aws::AwsStore;
 use tessera_store::definitions::Naming;
 use tessera_store::embedded::{EmbeddedConfig, EmbeddedStore};
-use tessera_store::{BlobStore, BucketDef, Definitions, ItemStore, Ports, Queue, QueueDef};
+use tessera_store::{BlobStore, BucketDef, Counters, Definitions, ItemStore, Ports, Queue, QueueDef};
 use time::OffsetDateTime;
 
 /// Runs each named conformance test against both backends, as `<name>::embedded` and
@@ -66,6 +66,8 @@ pub struct Backend {
     pub queue: Arc<dyn Queue>,
     /// The blob store port.
     pub blobs: Arc<dyn BlobStore>,
+    /// The rate limits' counters.
+    pub counters: Arc<dyn Counters>,
     /// The store's clock.
     pub clock: ShiftedClock,
     aws: Option<Arc<AwsStore>>,
@@ -93,7 +95,8 @@ impl Backend {
         Self {
             items: store.clone(),
             queue: store.clone(),
-            blobs: store,
+            blobs: store.clone(),
+            counters: store,
             clock,
             aws: None,
             _dir: Some(dir),
@@ -124,6 +127,7 @@ impl Backend {
             items: store.clone(),
             queue: store.clone(),
             blobs: store.clone(),
+            counters: store.clone(),
             clock,
             aws: Some(store),
             _dir: None,
@@ -145,6 +149,22 @@ impl Backend {
             aws.ensure_queue(&def).await.expect("create queue");
         }
         def
+    }
+
+    /// The ports, with `queue` in place of the backend's own.
+    pub fn ports_with(&self, queue: Arc<dyn Queue>) -> Ports {
+        Ports {
+            items: self.items.clone(),
+            queue,
+            blobs: self.blobs.clone(),
+            counters: self.counters.clone(),
+            backend: "test",
+        }
+    }
+
+    /// The ports.
+    pub fn ports(&self) -> Ports {
+        self.ports_with(self.queue.clone())
     }
 
     /// The backend's clock, in unix seconds.
@@ -237,8 +257,9 @@ impl TestApp {
     async fn serve(backend: Backend, queue: Arc<dyn Queue>, webhook: WebhookSettings) -> Self {
         let keys =
             JwtKeys::parse(&format!("{TEST_JWT_KID}:{TEST_JWT_SECRET}"), "tessera", "tessera-api").expect("keys");
+        let ports = backend.ports_with(queue);
         let auth = AuthService::new(
-            backend.items.clone(),
+            &ports,
             Arc::new(backend.clock.clone()),
             Arc::new(RandomIds),
             AuthConfig {
@@ -246,15 +267,7 @@ impl TestApp {
                 trust_forwarded_for: true,
             },
         );
-        let dev_backend = tessera_dev::Backend {
-            ports: Ports {
-                items: backend.items.clone(),
-                queue,
-                blobs: backend.blobs.clone(),
-                backend: "test",
-            },
-            embedded: None,
-        };
+        let dev_backend = tessera_dev::Backend { ports, embedded: None };
         let v1 = V1State::new(
             &dev_backend.ports,
             auth.clone(),

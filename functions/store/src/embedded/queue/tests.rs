@@ -278,3 +278,85 @@ async fn a_long_poll_sees_sends_through_another_handle_on_the_same_file() {
         started.elapsed()
     );
 }
+
+/// A number freed by deleting a queue's newest message may be given again; the message that
+/// gets it still comes after every message left, so a FIFO group keeps its order.
+#[tokio::test]
+async fn a_message_sent_after_the_newest_was_deleted_still_comes_last() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = clock();
+    let store = store_in(dir.path(), &clock);
+    let queue = QueueDef::fifo("chat.fifo");
+    let other = QueueDef::standard("other");
+    store.send(&queue, grouped("a1", "a")).await.expect("send");
+    store.send(&other, OutgoingMessage::new("x")).await.expect("send");
+    let newest = store.receive(&other, now()).await.expect("receive");
+    store
+        .delete(&other, &newest[0].receipt)
+        .await
+        .expect("delete the newest");
+    store.send(&queue, grouped("a2", "a")).await.expect("send");
+    let first = store
+        .receive(&queue, ReceiveRequest::new(1, Duration::ZERO))
+        .await
+        .expect("receive");
+    assert_eq!(bodies(&first), ["a1"]);
+    store.delete(&queue, &first[0].receipt).await.expect("delete");
+    assert_eq!(bodies(&store.receive(&queue, now()).await.expect("receive")), ["a2"]);
+}
+
+/// A file of schema version 3 numbered messages with AUTOINCREMENT; opened now, its table is
+/// rebuilt without it, and its messages keep their order, state and receipts.
+#[tokio::test]
+async fn opening_a_version_3_file_keeps_its_messages() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = clock();
+    let queue = QueueDef::standard("work");
+    let in_flight = {
+        let store = store_in(dir.path(), &clock);
+        for body in ["one", "two", "three"] {
+            store.send(&queue, OutgoingMessage::new(body)).await.expect("send");
+        }
+        store
+            .receive(&queue, ReceiveRequest::new(1, Duration::ZERO))
+            .await
+            .expect("receive")
+    };
+    let file = dir.path().join("store.sqlite3");
+    let connection = rusqlite::Connection::open(&file).expect("open");
+    connection
+        .execute_batch(
+            "DROP INDEX messages_by_queue; DROP INDEX messages_by_receipt;
+             ALTER TABLE messages RENAME TO messages_v4;
+             CREATE TABLE messages (
+                 seq INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, id TEXT NOT NULL, grp TEXT,
+                 visible_at INTEGER NOT NULL, receive_count INTEGER NOT NULL DEFAULT 0, receipt TEXT,
+                 body TEXT NOT NULL);
+             INSERT INTO messages SELECT * FROM messages_v4; DROP TABLE messages_v4;
+             CREATE INDEX messages_by_queue ON messages (queue, seq, visible_at);
+             CREATE UNIQUE INDEX messages_by_receipt ON messages (receipt) WHERE receipt IS NOT NULL;
+             PRAGMA user_version = 3;",
+        )
+        .expect("make a version 3 file");
+    drop(connection);
+
+    let store = store_in(dir.path(), &clock);
+    let schema: String = rusqlite::Connection::open(&file)
+        .expect("open")
+        .query_row("SELECT sql FROM sqlite_schema WHERE name = 'messages'", [], |row| {
+            row.get(0)
+        })
+        .expect("schema");
+    assert!(!schema.contains("AUTOINCREMENT"), "{schema}");
+    store.send(&queue, OutgoingMessage::new("four")).await.expect("send");
+    assert_eq!(store.counts(&queue).await.expect("counts"), counts(3, 1, 0));
+    assert_eq!(
+        bodies(&store.receive(&queue, now()).await.expect("receive")),
+        ["two", "three", "four"]
+    );
+    store
+        .delete(&queue, &in_flight[0].receipt)
+        .await
+        .expect("the receipt from before still deletes");
+    assert_eq!(store.counts(&queue).await.expect("counts"), counts(0, 3, 0));
+}
