@@ -659,7 +659,7 @@ fn all_queues() -> Vec<QueueDef> {
 // ----- the tests --------------------------------------------------------------------------------
 
 #[test]
-fn every_table_is_declared_with_its_keys_indexes_and_ttl() {
+fn every_table_is_declared_with_its_keys_indexes_ttl_and_recovery() {
     let template = Template::load();
     let definitions = Definitions::tessera();
     let expected: BTreeSet<String> = definitions.tables.iter().map(|table| table.name.to_string()).collect();
@@ -768,6 +768,14 @@ fn check_table(id: &str, resource: &Value, table: &TableDef) {
         bool_at(properties, &["TimeToLiveSpecification", "Enabled"]),
         Some(true),
         "table {id}: TTL enabled"
+    );
+    assert_eq!(
+        bool_at(
+            properties,
+            &["PointInTimeRecoverySpecification", "PointInTimeRecoveryEnabled"]
+        ),
+        Some(true),
+        "table {id}: point-in-time recovery (a deleted or overwritten item can be restored)"
     );
 }
 
