@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
-    ScalarAttributeType, TableDescription, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    PointInTimeRecoverySpecification, Projection, ProjectionType, ScalarAttributeType, TableDescription, TableStatus,
+    TimeToLiveSpecification, TimeToLiveStatus,
 };
 use aws_sdk_s3::operation::create_bucket::CreateBucketError;
 use aws_sdk_s3::operation::head_bucket::HeadBucketError;
@@ -89,8 +90,8 @@ impl AwsStore {
         Ok(report)
     }
 
-    /// Makes sure the table exists (on-demand, `pk`/`sk` keys, its indexes, TTL on `ttl`) and
-    /// is active; returns whether it was created.
+    /// Makes sure the table exists (on-demand, `pk`/`sk` keys, its indexes, TTL on `ttl`,
+    /// point-in-time recovery) and is active; returns whether it was created.
     pub async fn ensure_table(&self, table: &TableDef) -> StoreResult<bool> {
         let name = self.table_name(table);
         let created = self.create_table(table, &name).await?;
@@ -102,6 +103,7 @@ impl AwsStore {
             )));
         }
         self.enable_ttl(&name).await?;
+        self.enable_recovery(&name).await?;
         Ok(created)
     }
 
@@ -162,6 +164,35 @@ impl AwsStore {
             tokio::time::sleep(TABLE_POLL).await;
         }
         Err(StoreError::Unavailable(format!("table {name} did not become active")))
+    }
+
+    /// Turns on point-in-time recovery (as `template.yaml` does). A table created moments ago
+    /// may answer that its backups are still being enabled: that is retried.
+    async fn enable_recovery(&self, name: &str) -> StoreResult<()> {
+        let specification = built(
+            PointInTimeRecoverySpecification::builder()
+                .point_in_time_recovery_enabled(true)
+                .build(),
+        )?;
+        for _ in 0..TABLE_POLLS {
+            let result = self
+                .dynamodb
+                .update_continuous_backups()
+                .table_name(name)
+                .point_in_time_recovery_specification(specification.clone())
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(()),
+                Err(error) if is(&error, "ContinuousBackupsUnavailableException") => {
+                    tokio::time::sleep(TABLE_POLL).await;
+                }
+                Err(error) => return Err(store_error(&format!("UpdateContinuousBackups {name}"), error)),
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "table {name}: point-in-time recovery could not be turned on"
+        )))
     }
 
     async fn enable_ttl(&self, name: &str) -> StoreResult<()> {

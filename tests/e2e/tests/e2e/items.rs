@@ -726,3 +726,32 @@ async fn count_tallies_live_items_of_a_range_up_to_a_cap(backend: Backend) {
         0
     );
 }
+
+/// The AWS bootstrap (run once per test process by `Backend::aws`) creates every table with
+/// point-in-time recovery on, as `template.yaml` declares them.
+#[tokio::test]
+async fn the_aws_bootstrap_turns_on_point_in_time_recovery() {
+    let _backend = Backend::aws().await;
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let naming = tessera_store::definitions::Naming::new(crate::support::test_prefix()).expect("prefix");
+    for table in tessera_store::Definitions::tessera().tables {
+        let name = naming.physical(&table.name);
+        let backups = dynamodb
+            .describe_continuous_backups()
+            .table_name(&name)
+            .send()
+            .await
+            .expect("DescribeContinuousBackups");
+        let status = backups
+            .continuous_backups_description()
+            .and_then(|description| description.point_in_time_recovery_description())
+            .and_then(|recovery| recovery.point_in_time_recovery_status())
+            .cloned();
+        assert_eq!(
+            status,
+            Some(aws_sdk_dynamodb::types::PointInTimeRecoveryStatus::Enabled),
+            "table {name}"
+        );
+    }
+}
