@@ -69,24 +69,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_window_of_each_counter_counts_on_its_own() {
-        let mut windows = Windows::default();
-        assert_eq!(windows.increment("a", 0, 60, 1), 1);
-        assert_eq!(windows.increment("a", 0, 60, 2), 2);
-        assert_eq!(windows.increment("b", 0, 60, 2), 1);
-        assert_eq!(windows.increment("a", 60, 120, 61), 1);
-        assert_eq!(windows.increment("a", 0, 60, 3), 3);
-    }
-
-    #[test]
-    fn an_expired_window_starts_again_from_one() {
-        let mut windows = Windows::default();
-        windows.increment("a", 0, 60, 1);
-        windows.increment("a", 0, 60, 1);
-        assert_eq!(windows.increment("a", 0, 60, 60), 1);
-    }
-
-    #[test]
     fn expired_windows_are_dropped_as_new_ones_come() {
         let mut windows = Windows::default();
         for window in 0..10 * MIN_PRUNE as i64 {

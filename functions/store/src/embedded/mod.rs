@@ -1,6 +1,6 @@
 //! The embedded backend: items and queues in one SQLite file, blobs in a local folder, signed
-//! URLs checked with a key kept next to them, rate-limit counters in memory. It serves the dev server and the test suites, and
-//! behaves as the AWS backend does.
+//! URLs checked with a key kept next to them, rate-limit counters in memory. It serves the dev
+//! server and the test suites, and behaves as the AWS backend does.
 
 mod blobs;
 mod counters;

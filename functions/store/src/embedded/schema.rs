@@ -250,7 +250,8 @@ fn migrate(connection: &mut Connection) -> StoreResult<()> {
         transaction.execute_batch("DROP INDEX IF EXISTS items_i0; DROP INDEX IF EXISTS items_i1;")?;
     }
     if (1..4).contains(&version) {
-        // Version 4 numbers messages without AUTOINCREMENT: the table is rebuilt below.
+        // Version 4 numbers messages without AUTOINCREMENT: the table is rebuilt below (dropping
+        // the old one drops its `sqlite_sequence` row too).
         transaction.execute_batch(
             "DROP INDEX IF EXISTS messages_by_queue;
              DROP INDEX IF EXISTS messages_by_receipt;
@@ -265,14 +266,6 @@ fn migrate(connection: &mut Connection) -> StoreResult<()> {
                  SELECT seq, queue, id, grp, visible_at, receive_count, receipt, body FROM messages_v3;
              DROP TABLE messages_v3;",
         )?;
-        let numbered: bool = transaction.query_row(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_sequence')",
-            [],
-            |row| row.get(0),
-        )?;
-        if numbered {
-            transaction.execute("DELETE FROM sqlite_sequence WHERE name = 'messages_v3'", [])?;
-        }
     }
     if version < 3 {
         // Version 3 added the index sizes; a file from before has items to size.
