@@ -583,6 +583,11 @@ pub fn is_expired(item: &Item, now_unix: i64) -> bool {
     item.get(TTL).and_then(Value::as_i64).is_some_and(|ttl| ttl <= now_unix)
 }
 
+/// The writes of [`ItemStore::transact_and_send`], built once the backend knows whether the
+/// message goes in the same transaction (the argument): a record may say whether its message
+/// was sent.
+pub type TransactionWrites<'a> = Box<dyn FnOnce(bool) -> StoreResult<Vec<Write>> + Send + 'a>;
+
 /// The item store port.
 #[async_trait]
 pub trait ItemStore: Send + Sync {
@@ -619,19 +624,19 @@ pub trait ItemStore: Send + Sync {
     async fn transact(&self, writes: Vec<Write>) -> StoreResult<()>;
 
     /// A transaction that a queue message goes with, where the backend keeps its queues in the
-    /// same database as its items (the embedded one): it applies `with_message` and sends
+    /// same database as its items (the embedded one): it applies `writes(true)` and sends
     /// `message` to `queue`, all together or none, and answers `true`. Elsewhere (DynamoDB and
-    /// SQS) it applies `without_message` as [`ItemStore::transact`] does and answers `false`:
-    /// the caller then sends the message itself, after.
+    /// SQS) it applies `writes(false)` as [`ItemStore::transact`] does and answers `false`: the
+    /// caller then sends the message itself, after. `writes` is called once, with whether the
+    /// message goes in the same transaction, so that only the writes applied are built.
     async fn transact_and_send(
         &self,
-        with_message: Vec<Write>,
-        without_message: Vec<Write>,
+        writes: TransactionWrites<'_>,
         queue: &QueueDef,
         message: OutgoingMessage,
     ) -> StoreResult<bool> {
-        let _ = (with_message, queue, message);
-        self.transact(without_message).await.map(|()| false)
+        let _ = (queue, message);
+        self.transact(writes(false)?).await.map(|()| false)
     }
 
     /// Checks that the backend answers.

@@ -345,25 +345,17 @@ impl Jobs {
                 condition: Some(Condition::NotExists),
             });
         }
-        let put = |job: &JobRecord| -> StoreResult<Vec<Write>> {
-            Ok(vec![Write::Put {
-                table: self.jobs.clone(),
-                item: job_item(job)?,
+        let jobs = self.jobs.clone();
+        let with_job = move |sent: bool| -> StoreResult<Vec<Write>> {
+            let stored = Write::Put {
+                table: jobs,
+                item: job_item(job, sent)?,
                 condition: Some(Condition::NotExists),
-            }])
+            };
+            Ok(std::iter::once(stored).chain(writes).collect())
         };
-        let sent = JobRecord {
-            enqueued: true,
-            ..job.clone()
-        };
-        let with_message = [put(&sent)?, writes.clone()].concat();
-        let writes = [put(job)?, writes].concat();
         let (queue, message) = queue_message(job);
-        match self
-            .items
-            .transact_and_send(with_message, writes, &queue, message)
-            .await
-        {
+        match self.items.transact_and_send(Box::new(with_job), &queue, message).await {
             Ok(enqueued) => Ok(Created { enqueued }),
             Err(StoreError::Conflict(_)) => Err(self
                 .why_refused(job, quota, idempotency.map(|(key, ..)| key), cap)
@@ -925,8 +917,13 @@ fn creation_order(job: &JobRecord) -> String {
     }
 }
 
-fn job_item(job: &JobRecord) -> StoreResult<Item> {
+/// The job's item; `sent` marks its queue message as sent (it goes out in the item's own
+/// transaction).
+fn job_item(job: &JobRecord, sent: bool) -> StoreResult<Item> {
     let mut item = to_item(job)?;
+    if sent {
+        item.insert("enqueued".into(), true.into());
+    }
     let key = job_key(&job.job_id);
     item.insert("pk".into(), key.pk.into());
     item.insert("sk".into(), key.sk.into());

@@ -26,7 +26,9 @@ pub use blob::{Blob, BlobEntry, BlobMeta, BlobStore, BucketDef};
 pub use counters::Counters;
 pub use definitions::Definitions;
 pub use error::{StoreError, StoreResult};
-pub use item::{Cmp, Condition, IndexDef, Item, ItemStore, Key, Page, Query, SortRange, TableDef, Update, Write};
+pub use item::{
+    Cmp, Condition, IndexDef, Item, ItemStore, Key, Page, Query, SortRange, TableDef, TransactionWrites, Update, Write,
+};
 pub use queue::{DeadLetter, OutgoingMessage, Queue, QueueCounts, QueueDef, ReceiveRequest, ReceivedMessage};
 
 /// The ports, as shared handles: what every handler, worker and test is given.

@@ -29,9 +29,15 @@ use crate::auth::layer::authenticate;
 use crate::auth::{Accepts, AuthService, Guard};
 use crate::rate_limit::Rule;
 
-/// Everything the `/api/v1` families need, cheap to clone.
+/// Everything the `/api/v1` families need, shared: a clone (one per request) copies a pointer.
+/// The parts read through `Deref`; changing one (at set-up) copies them first if they are
+/// shared.
 #[derive(Clone)]
-pub struct V1State {
+pub struct V1State(Arc<V1Parts>);
+
+/// What a [`V1State`] holds.
+#[derive(Clone)]
+pub struct V1Parts {
     /// Authentication and the shared limiter.
     pub auth: AuthService,
     /// The jobs repository.
@@ -65,7 +71,7 @@ impl V1State {
         ids: Arc<dyn IdSource>,
         webhook: WebhookSettings,
     ) -> Self {
-        Self {
+        Self(Arc::new(V1Parts {
             auth,
             jobs: Jobs::new(ports.items.clone()),
             events: Events::new(ports.items.clone()),
@@ -77,7 +83,7 @@ impl V1State {
             catalog: Catalog::active(),
             webhook,
             canary_every: None,
-        }
+        }))
     }
 
     /// Now, in unix seconds.
@@ -97,6 +103,20 @@ impl V1State {
         Ok(days
             .first()
             .map_or(0, |day| u64::try_from(day.tokens_used).unwrap_or(0)))
+    }
+}
+
+impl std::ops::Deref for V1State {
+    type Target = V1Parts;
+
+    fn deref(&self) -> &V1Parts {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for V1State {
+    fn deref_mut(&mut self) -> &mut V1Parts {
+        Arc::make_mut(&mut self.0)
     }
 }
 

@@ -10,8 +10,8 @@ use super::queue::{millis, send_standard};
 use super::{EmbeddedStore, prefix_upper_bound};
 use crate::error::{StoreError, StoreResult};
 use crate::item::{
-    Condition, Item, ItemStore, Key, PK, Page, Query, SK, SortRange, TTL, TableDef, Update, Write, cursor_after,
-    decode_cursor, validate_item, validate_transaction,
+    Condition, Item, ItemStore, Key, PK, Page, Query, SK, SortRange, TTL, TableDef, TransactionWrites, Update, Write,
+    cursor_after, decode_cursor, validate_item, validate_transaction,
 };
 use crate::queue::{OutgoingMessage, QueueDef};
 
@@ -131,16 +131,16 @@ impl ItemStore for EmbeddedStore {
 
     async fn transact_and_send(
         &self,
-        with_message: Vec<Write>,
-        without_message: Vec<Write>,
+        writes: TransactionWrites<'_>,
         queue: &QueueDef,
         message: OutgoingMessage,
     ) -> StoreResult<bool> {
         if queue.fifo {
             // A FIFO send deduplicates in a transaction of its own; it goes after.
-            return self.transact(without_message).await.map(|()| false);
+            return self.transact(writes(false)?).await.map(|()| false);
         }
-        check_transaction(&with_message)?;
+        let writes = writes(true)?;
+        check_transaction(&writes)?;
         queue.validate()?;
         message.validate_for(queue)?;
         let now = self.now_unix();
@@ -148,7 +148,7 @@ impl ItemStore for EmbeddedStore {
         let visible_at = self.now_ms().saturating_add(millis(message.delay));
         self.writer
             .write(move |db| {
-                apply_writes(db, &with_message, now)?;
+                apply_writes(db, &writes, now)?;
                 send_standard(db, &name, &message, visible_at)
             })
             .await?;

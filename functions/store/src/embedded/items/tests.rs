@@ -333,7 +333,7 @@ async fn a_message_sent_with_a_transaction_goes_out_with_it_or_not_at_all() {
     };
     let message = |body: &str| OutgoingMessage::new(body);
     let sent = store
-        .transact_and_send(put("job#1", true), put("job#1", false), &lane, message("one"))
+        .transact_and_send(Box::new(|sent| Ok(put("job#1", sent))), &lane, message("one"))
         .await
         .expect("transaction");
     assert!(sent, "the embedded store sends in the transaction");
@@ -341,7 +341,7 @@ async fn a_message_sent_with_a_transaction_goes_out_with_it_or_not_at_all() {
     assert_eq!(job.map(|job| job["sent"].clone()), Some(json!(true)));
 
     let refused = store
-        .transact_and_send(put("job#1", true), put("job#1", false), &lane, message("two"))
+        .transact_and_send(Box::new(|sent| Ok(put("job#1", sent))), &lane, message("two"))
         .await;
     assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
     let received = store
@@ -357,7 +357,7 @@ async fn a_message_sent_with_a_transaction_goes_out_with_it_or_not_at_all() {
         ..message("three")
     };
     let sent = store
-        .transact_and_send(put("job#3", true), put("job#3", false), &fifo, grouped)
+        .transact_and_send(Box::new(|sent| Ok(put("job#3", sent))), &fifo, grouped)
         .await
         .expect("transaction");
     assert!(!sent, "a FIFO message is left to the caller");
