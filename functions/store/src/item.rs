@@ -551,13 +551,34 @@ pub fn validate_item(item: &Item) -> StoreResult<()> {
     for name in item.keys() {
         validate_attribute_name(name)?;
     }
-    let size = serde_json::to_vec(item).map(|json| json.len()).unwrap_or(usize::MAX);
+    let size = json_size(item);
     if size > MAX_ITEM_BYTES {
         return Err(StoreError::InvalidInput(format!(
             "the item is {size} bytes; the limit is {MAX_ITEM_BYTES}"
         )));
     }
     Ok(())
+}
+
+/// The length of `item` as JSON, counted without writing it out (`usize::MAX` if it cannot be
+/// written).
+fn json_size(item: &Item) -> usize {
+    /// A sink that only counts the bytes written to it.
+    struct Counted(usize);
+    impl std::io::Write for Counted {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counted = Counted(0);
+    match serde_json::to_writer(&mut counted, item) {
+        Ok(()) => counted.0,
+        Err(_) => usize::MAX,
+    }
 }
 
 fn validate_ttl(ttl: &Value) -> StoreResult<()> {

@@ -928,11 +928,12 @@ fn job_item(job: &JobRecord, sent: bool) -> StoreResult<Item> {
     item.insert("pk".into(), key.pk.into());
     item.insert("sk".into(), key.sk.into());
     item.insert("gsi1pk".into(), format!("TENANT#{}#JOBS", job.tenant_id).into());
-    item.insert("gsi1sk".into(), creation_order(job).into());
+    let order = creation_order(job);
     if job.status == JobStatus::Queued {
         item.insert("gsi2pk".into(), lane_key(job.capability, job.priority).into());
-        item.insert("gsi2sk".into(), creation_order(job).into());
+        item.insert("gsi2sk".into(), order.clone().into());
     }
+    item.insert("gsi1sk".into(), order.into());
     Ok(item)
 }
 
