@@ -2,7 +2,7 @@
 //! request context on Lambda (the Lambda binary puts it in a [`ClientIp`] extension), and from
 //! `X-Forwarded-For` only when configured to trust it.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use axum::extract::ConnectInfo;
 use axum::http::request::Parts;
@@ -31,6 +31,20 @@ pub fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> Option<IpAddr> {
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(address)| address.ip())
+}
+
+/// What a per-IP rate limit counts by: an IPv4 address (an IPv4-mapped IPv6 one included), or
+/// the /64 network of an IPv6 address, as `2001:db8:1:2::/64`. A /64 is what one subscriber is
+/// given: counting single IPv6 addresses would let one client spread its requests over 2^64 of
+/// them, each with a fresh allowance (and a counter of its own).
+pub fn rate_subject(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let network = u128::from(v6) & !(u128::from(u64::MAX));
+            format!("{}/64", Ipv6Addr::from(network))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -70,5 +84,16 @@ mod tests {
         let request = parts(None, Some("127.0.0.1:5000"), Some("192.0.2.1"));
         assert_eq!(client_ip(&request, false), "192.0.2.1".parse().ok());
         assert_eq!(client_ip(&parts(Some("junk"), None, None), true), None);
+    }
+
+    #[test]
+    fn an_ipv6_client_counts_by_its_64_network_and_an_ipv4_one_by_its_address() {
+        let subject = |ip: &str| rate_subject(ip.parse().expect("ip"));
+        assert_eq!(subject("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_eq!(subject("2001:db8:1:2:ffff:ffff:ffff:ffff"), "2001:db8:1:2::/64");
+        assert_ne!(subject("2001:db8:1:3::1"), subject("2001:db8:1:2::1"));
+        assert_eq!(subject("203.0.113.9"), "203.0.113.9");
+        assert_eq!(subject("::ffff:203.0.113.9"), "203.0.113.9", "IPv4-mapped is IPv4");
+        assert_ne!(subject("203.0.113.9"), subject("203.0.113.10"));
     }
 }

@@ -15,5 +15,7 @@ use crate::error::StoreResult;
 pub trait Counters: Send + Sync {
     /// Adds one to the counter `name` for the window that starts at `window_start`, which may be
     /// forgotten from `expires_at` (both unix seconds); answers the window's count afterwards.
+    /// A backend that has no room left for a new window answers `u64::MAX`, over every limit:
+    /// a flood of distinct subjects is refused, not let through uncounted.
     async fn increment(&self, name: &str, window_start: i64, expires_at: i64) -> StoreResult<u64>;
 }

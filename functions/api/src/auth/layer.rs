@@ -10,7 +10,7 @@ use tessera_core::Principal;
 
 use super::error::AuthError;
 use super::service::{Accepts, AuthService};
-use crate::client_ip::client_ip;
+use crate::client_ip::{client_ip, rate_subject};
 use crate::problem::Problem;
 use crate::rate_limit::{Decision, Rule};
 
@@ -76,7 +76,7 @@ fn credential(headers: &HeaderMap, accepts: Accepts) -> Option<String> {
 /// What a rate limit counts by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LimitBy {
-    /// The client's IP address.
+    /// The client's IP address (an IPv6 one by its /64 network: [`rate_subject`]).
     Ip,
     /// The authenticated principal (run inside the auth layer).
     Principal,
@@ -99,7 +99,7 @@ pub async fn rate_limit(State(limit): State<Limit>, request: Request, next: Next
     let (parts, body) = request.into_parts();
     let subject = match limit.by {
         LimitBy::Ip => client_ip(&parts, limit.service.config().trust_forwarded_for)
-            .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
+            .map_or_else(|| "unknown".to_owned(), rate_subject),
         LimitBy::Principal => parts
             .extensions
             .get::<Principal>()

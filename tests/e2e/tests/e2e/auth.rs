@@ -25,6 +25,7 @@ conformance!(
     api_keys_are_stored_hashed_scoped_and_revocable,
     service_keys_and_user_credentials_never_cross,
     the_sixth_login_from_one_ip_in_15_minutes_is_refused,
+    the_addresses_of_one_ipv6_network_share_its_login_limit,
     five_bad_passwords_lock_the_account_for_15_minutes,
     a_stranger_asking_for_another_tenants_key_gets_404,
     bad_input_answers_400_in_the_platform_format_and_creates_nothing,
@@ -447,6 +448,39 @@ async fn the_sixth_login_from_one_ip_in_15_minutes_is_refused(backend: Backend) 
         .await
         .expect("login");
     assert_eq!(other_ip.status(), 200, "the limit is per IP");
+}
+
+/// A random /64 in fd00::/8 (unique local addresses), as its first four groups.
+fn random_ipv6_network() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    format!(
+        "fd{:02x}:{:x}:{:x}:{:x}",
+        rng.random::<u8>(),
+        rng.random::<u16>(),
+        rng.random::<u16>(),
+        rng.random::<u16>()
+    )
+}
+
+async fn the_addresses_of_one_ipv6_network_share_its_login_limit(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (email, password, _) = app.signup().await;
+    let network = random_ipv6_network();
+    let login_from = |ip: String| {
+        let request = client_from(&ip)
+            .post(app.url("/api/auth/login"))
+            .json(&json!({ "email": email, "password": password }));
+        async move { request.send().await.expect("login").status() }
+    };
+    for host in 1..=5 {
+        let status = login_from(format!("{network}::{host:x}")).await;
+        assert_eq!(status, 200, "address {host} of the network");
+    }
+    let sixth = login_from(format!("{network}:ffff:ffff:ffff:ffff")).await;
+    assert_eq!(sixth, 429, "a sixth address of the same /64 is the same client");
+    let other_network = login_from(format!("{}::1", random_ipv6_network())).await;
+    assert_eq!(other_network, 200, "another /64 is another client");
 }
 
 async fn five_bad_passwords_lock_the_account_for_15_minutes(backend: Backend) {
