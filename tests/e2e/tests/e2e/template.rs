@@ -973,6 +973,34 @@ fn every_lambda_binary_is_a_function_and_back() {
 }
 
 #[test]
+fn every_function_logs_to_its_own_group_kept_for_the_retention_days() {
+    let template = Template::load();
+    let groups = template.of_type("AWS::Logs::LogGroup");
+    let functions = template.of_type("AWS::Serverless::Function");
+    for (id, function) in &functions {
+        let name = format!("/aws/lambda/${{{id}}}");
+        let group = groups
+            .iter()
+            .find(|(_, group)| at(group, &["Properties", "LogGroupName"]).and_then(sub_text) == Some(&name))
+            .map(|(_, group)| *group)
+            .unwrap_or_else(|| panic!("function {id}: no log group named !Sub \"{name}\""));
+        assert_eq!(
+            at(group, &["Properties", "RetentionInDays"]).and_then(ref_target).as_deref(),
+            Some("LogRetentionDays"),
+            "function {id}: its logs are kept LogRetentionDays"
+        );
+        assert_eq!(
+            str_at(group, &["Condition"]),
+            str_at(function, &["Condition"]),
+            "function {id}: its log group is made exactly when it is"
+        );
+    }
+    assert_eq!(groups.len(), functions.len(), "a log group per function, and no other");
+    let retention = at(&template.doc, &["Parameters", "LogRetentionDays"]).expect("the LogRetentionDays parameter");
+    assert_eq!(number_at(retention, &["Default"]), Some(30), "a month by default");
+}
+
+#[test]
 fn every_function_has_its_trigger() {
     let template = Template::load();
     for (binary, (id, function)) in template.functions_by_binary() {
