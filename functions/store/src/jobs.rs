@@ -667,6 +667,26 @@ impl Jobs {
                 Condition::equals("attempt", job.attempt),
             ]),
         };
+        self.fail_where(job, condition, error, retry_available, now).await
+    }
+
+    /// `QUEUED -> FAILED`, for a job no worker took in time (the sweep): refunds the tokens,
+    /// frees the slot in flight and counts the failure, in one transaction; `Conflict` when the
+    /// job is no longer queued (a worker claimed it, or it was cancelled, meanwhile).
+    pub async fn fail_queued(&self, job: &JobRecord, error: &JobError, now: i64) -> StoreResult<()> {
+        let condition = Condition::equals("status", JobStatus::Queued.as_str());
+        self.fail_where(job, condition, error, true, now).await
+    }
+
+    /// A job's move to `FAILED` where `condition` holds on it, with its refund.
+    async fn fail_where(
+        &self,
+        job: &JobRecord,
+        condition: Condition,
+        error: &JobError,
+        retry_available: bool,
+        now: i64,
+    ) -> StoreResult<()> {
         let error = serde_json::to_value(error).map_err(|error| StoreError::Internal(error.to_string()))?;
         let update = Update::set("status", JobStatus::Failed.as_str())
             .and_set("failed_at", now)
@@ -736,15 +756,30 @@ impl Jobs {
         priority: Priority,
         before: i64,
     ) -> StoreResult<Vec<JobRecord>> {
-        let mut query = Query::partition(lane_key(capability, priority));
-        query.index = Some("gsi2".into());
-        query.range = SortRange::Lt(format!("{:020}#", before.max(0)));
-        query.limit = 1000;
-        let jobs = self.collect(query).await?;
+        let jobs = self.collect(lane_before(capability, priority, before, 1000)).await?;
         Ok(jobs
             .into_iter()
             .filter(|job| !job.enqueued && job.status == JobStatus::Queued)
             .collect())
+    }
+
+    /// Up to `limit` `QUEUED` jobs of one lane created before `before` (unix seconds), oldest
+    /// first: one page of the lane's index, however long the lane.
+    pub async fn queued_before(
+        &self,
+        capability: Capability,
+        priority: Priority,
+        before: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<JobRecord>> {
+        let query = lane_before(capability, priority, before, limit);
+        let page = self.items.query(&self.jobs, query).await?;
+        let jobs = page
+            .items
+            .into_iter()
+            .map(from_item)
+            .collect::<StoreResult<Vec<JobRecord>>>()?;
+        Ok(jobs.into_iter().filter(|job| job.status == JobStatus::Queued).collect())
     }
 
     /// How many workers serving `capability` sent a heartbeat within their TTL.
@@ -896,6 +931,15 @@ fn running_attempt(worker: &str, attempt: u32) -> Condition {
         Condition::equals("worker_id", worker),
         Condition::equals("attempt", attempt),
     ])
+}
+
+/// The jobs of a lane created before `before` (unix seconds), oldest first, `limit` a page.
+fn lane_before(capability: Capability, priority: Priority, before: i64, limit: usize) -> Query {
+    let mut query = Query::partition(lane_key(capability, priority));
+    query.index = Some("gsi2".into());
+    query.range = SortRange::Lt(format!("{:020}#", before.max(0)));
+    query.limit = limit;
+    query
 }
 
 fn lane_key(capability: Capability, priority: Priority) -> String {

@@ -3,8 +3,10 @@
 //! jobs in every lane and sends their messages. It runs on a timer in the dev server and as a
 //! scheduled Lambda on AWS. A message sent twice is harmless: claiming a job is conditional.
 //! It also fails, with `WORKER_TIMEOUT` and `retry_available`, running jobs whose worker stopped
-//! renewing its lease long ago (and refunds them), dispatches job events a crash left in the
-//! outbox, and, when the canary is on, runs a canary job on its schedule (see [`super::canary`]).
+//! renewing its lease long ago (and refunds them), fails (and refunds) jobs that waited in their
+//! lane longer than [`QUEUED_TTL_SECONDS`] without a worker taking them, dispatches job events
+//! a crash left in the outbox, and, when the canary is on, runs a canary job on its schedule
+//! (see [`super::canary`]).
 
 use tessera_core::{Capability, Priority, TenantId};
 use tessera_store::StoreResult;
@@ -20,6 +22,15 @@ pub const GRACE_SECONDS: i64 = 30;
 /// comes back within the 60 s visibility timeout and a live worker re-claims it long before).
 pub const LAPSE_SECONDS: i64 = 600;
 
+/// How long a job may wait in its lane for a worker: after that the sweep fails it with
+/// `WORKER_TIMEOUT` and `retry_available`, and refunds it, rather than let it wait (holding its
+/// tokens and its slot in flight) for a worker that may never come. A day, well inside SQS's
+/// retention of the lanes' messages (4 days), so that a job never outlives its message.
+pub const QUEUED_TTL_SECONDS: i64 = 24 * 60 * 60;
+
+/// The most jobs of one lane a sweep fails for waiting too long (the next sweep takes the rest).
+const EXPIRED_PER_LANE: usize = 100;
+
 /// What one sweep did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SweepReport {
@@ -29,6 +40,8 @@ pub struct SweepReport {
     pub failed: usize,
     /// Running jobs failed with `WORKER_TIMEOUT` because their worker vanished.
     pub timed_out: usize,
+    /// Queued jobs failed with `WORKER_TIMEOUT` because no worker took them in time.
+    pub expired: usize,
     /// Job events whose dispatch had not finished (a crash, or a queue that was down).
     pub events: usize,
     /// The pipeline's health from the canary (when it is on).
@@ -52,6 +65,7 @@ pub async fn sweep(state: &V1State) -> StoreResult<SweepReport> {
         }
     }
     report.timed_out = time_out_lapsed(state, None).await?;
+    report.expired = expire_waiting(state, None).await?;
     report.events = super::webhooks::dispatch::dispatch_stale(state).await?;
     if let Some(every) = state.canary_every {
         match super::canary::run(state, every).await {
@@ -67,11 +81,12 @@ pub async fn sweep(state: &V1State) -> StoreResult<SweepReport> {
             Err(error) => tracing::warn!(?error, "the canary could not run"),
         }
     }
-    if report.resent + report.failed + report.timed_out + report.events > 0 {
+    if report.resent + report.failed + report.timed_out + report.expired + report.events > 0 {
         tracing::info!(
             resent = report.resent,
             failed = report.failed,
             timed_out = report.timed_out,
+            expired = report.expired,
             events = report.events,
             "sweep"
         );
@@ -106,6 +121,44 @@ pub async fn time_out_lapsed(state: &V1State, tenant: Option<&TenantId>) -> Stor
         }
     }
     Ok(timed_out)
+}
+
+/// Fails, with `WORKER_TIMEOUT` and `retry_available` (refunded), the jobs that have waited in
+/// their lane longer than [`QUEUED_TTL_SECONDS`]: all of them, or one tenant's. Answers how many.
+pub async fn expire_waiting(state: &V1State, tenant: Option<&TenantId>) -> StoreResult<usize> {
+    let now = state.now();
+    let mut expired = 0;
+    for capability in Capability::ALL {
+        for priority in Priority::ALL {
+            let waiting = state
+                .jobs
+                .queued_before(capability, priority, now - QUEUED_TTL_SECONDS, EXPIRED_PER_LANE)
+                .await?;
+            for job in waiting {
+                if tenant.is_some_and(|tenant| *tenant != job.tenant_id) {
+                    continue;
+                }
+                let error = JobError {
+                    code: "WORKER_TIMEOUT".into(),
+                    message: "No worker took the job in time".into(),
+                    details: format!(
+                        "queued for more than {} hours: no live worker serves {}",
+                        QUEUED_TTL_SECONDS / 3600,
+                        job.model
+                    ),
+                };
+                match state.jobs.fail_queued(&job, &error, now).await {
+                    Ok(()) => {
+                        expired += 1;
+                        super::webhooks::dispatch::dispatch_job(state, &job).await;
+                    }
+                    Err(tessera_store::StoreError::Conflict(_)) => {}
+                    Err(error) => return Err(error),
+                }
+            }
+        }
+    }
+    Ok(expired)
 }
 
 /// Sends the job's queue message and records it; `false` when the send failed.

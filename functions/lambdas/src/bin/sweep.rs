@@ -1,5 +1,6 @@
 //! The repair sweep of `/api/v1` as a scheduled Lambda (EventBridge, every minute): sends the
-//! queue messages of jobs whose first send never happened, fails jobs whose worker vanished,
+//! queue messages of jobs whose first send never happened, fails jobs whose worker vanished and
+//! jobs no worker took within a day,
 //! dispatches job events a crash left in the outbox, and runs a canary job every
 //! `TESSERA_CANARY_SECONDS` (60–86400; unset: no canary).
 
@@ -18,6 +19,7 @@ async fn main() -> Result<(), lambda_http::Error> {
             "resent": report.resent,
             "failed": report.failed,
             "timed_out": report.timed_out,
+            "expired": report.expired,
             "events": report.events,
             "pipeline": report.pipeline,
         }))

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use futures::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tessera_api::v1::sweep::{GRACE_SECONDS, sweep};
-use tessera_core::{Capability, JobMessage, PlanTier, Priority, TenantId};
+use tessera_api::v1::sweep::{GRACE_SECONDS, QUEUED_TTL_SECONDS, expire_waiting, sweep};
+use tessera_core::{Capability, JobId, JobMessage, JobStatus, PlanTier, Priority, TenantId};
 use tessera_store::definitions::{accounts_table, artifacts_bucket, job_queue, jobs_table};
 use tessera_store::item::{Condition, Item, Key, Page, Query, TableDef, Update, Write};
 use tessera_store::queue::{OutgoingMessage, QueueCounts, ReceiveRequest, ReceivedMessage};
@@ -29,6 +29,7 @@ conformance!(
     another_tenants_job_answers_404,
     the_plan_request_limit_answers_429_with_retry_after,
     the_sweep_sends_the_message_of_a_job_whose_send_failed,
+    a_job_no_worker_takes_within_a_day_fails_refunded,
     the_event_stream_follows_a_job_until_it_ends,
     the_daily_quota_resets_at_midnight_utc,
 );
@@ -848,6 +849,49 @@ async fn the_event_stream_follows_a_job_until_it_ends(backend: Backend) {
         "{text}"
     );
     assert!(text.contains("event: status"));
+}
+
+async fn a_job_no_worker_takes_within_a_day_fails_refunded(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let user = account(&app, PlanTier::Pro).await;
+    let video = json!({"capability": "video", "params": {"prompt": "a slow tide", "model": "svd"}, "priority": "high"});
+    let (status, created) = create(&app, &user.token, &video).await;
+    assert_eq!(status, 201, "{created}");
+    let job_id = JobId::parse(created["job_id"].as_str().expect("id")).expect("id");
+    let day = tessera_api::v1::jobs::utc_day(app.backend.clock_now());
+    let tokens_used = || async {
+        let days = app.v1.jobs.usage(&user.tenant, &day, &day).await.expect("usage");
+        days.first().map_or(0, |usage| usage.tokens_used)
+    };
+    let in_flight = || async {
+        let key = Key::new(format!("TENANT#{}", user.tenant), "ACTIVE");
+        let item = app.backend.items.get(&accounts_table(), &key).await.expect("read");
+        item.and_then(|item| item["active"].as_i64()).unwrap_or(0)
+    };
+    let charged = tokens_used().await;
+    assert!(charged > 0);
+    assert_eq!(in_flight().await, 1);
+    let expire = || expire_waiting(&app.v1, Some(&user.tenant));
+
+    app.backend
+        .clock
+        .advance(time::Duration::seconds(QUEUED_TTL_SECONDS - 60));
+    assert_eq!(expire().await.expect("sweep"), 0, "a day is not up yet");
+    let job = app.v1.jobs.get(&job_id).await.expect("get").expect("job");
+    assert_eq!(job.status, JobStatus::Queued);
+
+    app.backend.clock.advance(time::Duration::seconds(61));
+    assert_eq!(expire().await.expect("sweep"), 1);
+    let job = app.v1.jobs.get(&job_id).await.expect("get").expect("job");
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(
+        job.error.as_ref().map(|error| error.code.as_str()),
+        Some("WORKER_TIMEOUT")
+    );
+    assert!(job.retry_available, "the client may send it again");
+    assert_eq!(tokens_used().await, 0, "its tokens are refunded");
+    assert_eq!(in_flight().await, 0, "its slot in flight is free");
+    assert_eq!(expire().await.expect("sweep"), 0, "a failed job is failed once");
 }
 
 async fn the_daily_quota_resets_at_midnight_utc(backend: Backend) {

@@ -985,7 +985,9 @@ fn every_function_logs_to_its_own_group_kept_for_the_retention_days() {
             .map(|(_, group)| *group)
             .unwrap_or_else(|| panic!("function {id}: no log group named !Sub \"{name}\""));
         assert_eq!(
-            at(group, &["Properties", "RetentionInDays"]).and_then(ref_target).as_deref(),
+            at(group, &["Properties", "RetentionInDays"])
+                .and_then(ref_target)
+                .as_deref(),
             Some("LogRetentionDays"),
             "function {id}: its logs are kept LogRetentionDays"
         );
