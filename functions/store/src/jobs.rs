@@ -11,7 +11,8 @@
 //! | a scope's daily cap counter | accounts | `CAP#<scope>` | `DAY#<yyyy-mm-dd>` | (ttl 2 days) |
 //! | jobs in flight | accounts | `TENANT#<id>` | `ACTIVE` | |
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -274,6 +275,8 @@ pub struct Jobs {
     items: Arc<dyn ItemStore>,
     jobs: TableDef,
     accounts: TableDef,
+    /// The last count of live workers per capability, and the second it was taken in.
+    live_workers: Arc<Mutex<HashMap<Capability, (i64, u64)>>>,
 }
 
 impl std::fmt::Debug for Jobs {
@@ -289,6 +292,7 @@ impl Jobs {
             items,
             jobs: jobs_table(),
             accounts: accounts_table(),
+            live_workers: Arc::default(),
         }
     }
 
@@ -782,8 +786,28 @@ impl Jobs {
         Ok(jobs.into_iter().filter(|job| job.status == JobStatus::Queued).collect())
     }
 
-    /// How many workers serving `capability` sent a heartbeat within their TTL.
-    pub async fn live_workers(&self, capability: Capability) -> StoreResult<u64> {
+    /// How many workers serving `capability` sent a heartbeat within their TTL, at `now` (unix
+    /// seconds). Counting reads every live worker's item, so a count is reused for the rest of
+    /// the second it was taken in (every create and every status poll of a queued job asks, for
+    /// its ETA), and dropped when this repository records a heartbeat.
+    pub async fn live_workers(&self, capability: Capability, now: i64) -> StoreResult<u64> {
+        if let Some(&(at, live)) = self.live_workers_cache().get(&capability)
+            && at == now
+        {
+            return Ok(live);
+        }
+        let live = self.count_live_workers(capability).await?;
+        self.live_workers_cache().insert(capability, (now, live));
+        Ok(live)
+    }
+
+    fn live_workers_cache(&self) -> std::sync::MutexGuard<'_, HashMap<Capability, (i64, u64)>> {
+        self.live_workers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    async fn count_live_workers(&self, capability: Capability) -> StoreResult<u64> {
         let mut query = Query::partition(WORKERS_PARTITION);
         query.index = Some("gsi1".into());
         query.limit = 100;
@@ -823,7 +847,9 @@ impl Jobs {
             .and_set("gsi1sk", worker_id)
             .and_set("ttl", now + ttl_seconds);
         let key = Key::new(format!("WORKER#{worker_id}"), "WORKER");
-        self.items.update(&self.jobs, &key, update, None).await.map(drop)
+        self.items.update(&self.jobs, &key, update, None).await?;
+        self.live_workers_cache().clear();
+        Ok(())
     }
 
     /// The tenant's jobs in flight.

@@ -172,7 +172,7 @@ impl Submission<'_> {
         let answer = json!({
             "job_id": job.job_id,
             "status": JobStatus::Queued,
-            "estimated_time_seconds": eta(&job, ahead, state.jobs.live_workers(job.capability).await?),
+            "estimated_time_seconds": eta(&job, ahead, state.jobs.live_workers(job.capability, state.now()).await?),
             "cost_tokens": Tokens(job.cost),
             "queue_position": ahead + 1,
             "created_at": timestamp(now),
@@ -524,7 +524,7 @@ pub(crate) async fn job_view(state: &V1State, job: &JobRecord) -> Result<Value, 
                 "job_id": job.job_id,
                 "status": job.status,
                 "queue_position": ahead + 1,
-                "estimated_time_seconds": eta(job, ahead, state.jobs.live_workers(job.capability).await?),
+                "estimated_time_seconds": eta(job, ahead, state.jobs.live_workers(job.capability, state.now()).await?),
                 "created_at": timestamp(job.created_at),
             })
         }

@@ -490,6 +490,8 @@ async fn the_eta_shares_the_queue_among_live_workers(backend: Backend) {
         (last["queue_position"].clone(), last["estimated_time_seconds"].clone()),
         (json!(3), json!(15))
     );
+    let job = world.job(last["job_id"].as_str().expect("id")).await;
+    assert_eq!(job["estimated_time_seconds"], 15, "no worker yet: one is assumed");
     for worker in ["text-0", "text-1"] {
         let beat = json!({"worker_id": worker, "status": "idle", "capabilities": ["text"], "loaded_models": ["llama-3-8b-3.0"],
                           "gpu_memory_used_mb": null, "gpu_memory_total_mb": null, "uptime_seconds": 1, "jobs_completed": 0});
@@ -501,7 +503,7 @@ async fn the_eta_shares_the_queue_among_live_workers(backend: Backend) {
     let job = world.job(last["job_id"].as_str().expect("id")).await;
     assert_eq!(
         job["estimated_time_seconds"], 10,
-        "3 jobs on 2 workers: 2 rounds of 5 s"
+        "3 jobs on 2 workers: 2 rounds of 5 s, as soon as they beat (the count of a second is dropped)"
     );
     world.app.backend.clock.advance(time::Duration::seconds(91));
     let job = world.job(last["job_id"].as_str().expect("id")).await;
