@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tessera_api::auth::jwt::Claims;
 use tessera_api::auth::{Accepts, AuthError, JwtKeys};
+use tessera_api::rate_limit::Rule;
 use tessera_core::Principal;
 use tessera_store::definitions::accounts_table;
 use tessera_store::item::Key;
@@ -418,6 +419,7 @@ async fn internal_route(app: &TestApp) -> String {
 async fn the_sixth_login_from_one_ip_in_15_minutes_is_refused(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (email, password, _) = app.signup().await;
+    app.backend.clock.clear_of_window_end(Rule::LOGIN_PER_IP, 60);
     for attempt in 1..=5 {
         let response = login(&app, &email, &password).await;
         assert_eq!(response.status(), 200, "attempt {attempt}");
@@ -467,6 +469,7 @@ async fn the_addresses_of_one_ipv6_network_share_its_login_limit(backend: Backen
     let app = TestApp::spawn(backend).await;
     let (email, password, _) = app.signup().await;
     let network = random_ipv6_network();
+    app.backend.clock.clear_of_window_end(Rule::LOGIN_PER_IP, 60);
     let login_from = |ip: String| {
         let request = client_from(&ip)
             .post(app.url("/api/auth/login"))

@@ -617,6 +617,9 @@ async fn another_tenants_job_answers_404(backend: Backend) {
 async fn the_plan_request_limit_answers_429_with_retry_after(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let free = account(&app, PlanTier::Free).await;
+    let plan = tessera_core::Catalog::active().plan(PlanTier::Free);
+    let rule = tessera_api::rate_limit::Rule::new("v1", plan.requests_per_minute, 60);
+    app.backend.clock.clear_of_window_end(rule, 20);
     for remaining in (0..5).rev() {
         let response = app
             .client

@@ -7,6 +7,7 @@ use axum::body::Body;
 use axum::http::Request;
 use serde_json::{Value, json};
 use tessera_api::auth::{AuthConfig, AuthService, JwtKeys};
+use tessera_api::rate_limit::Rule;
 use tessera_core::RandomIds;
 use tower::ServiceExt;
 
@@ -69,6 +70,7 @@ async fn login_limits_count_the_api_gateway_source_ip_not_a_client_header(backen
     );
     let app = tessera_lambdas::lambda_router(tessera_api::auth::router(auth));
     let gateway_ip = random_ip();
+    backend.clock.clear_of_window_end(Rule::LOGIN_PER_IP, 60);
     let call = |source_ip: String, forwarded_for: String| {
         let app = app.clone();
         let body = json!({ "email": format!("{}@example.com", unique("lambda")), "password": "not the right one" });

@@ -9,6 +9,7 @@ use rand::distr::Alphanumeric;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tessera_api::auth::{AuthConfig, AuthService, JwtKeys};
+use tessera_api::rate_limit::Rule;
 use tessera_api::ssrf::{HostResolver, SystemResolver};
 use tessera_api::v1::{V1State, WebhookKey, WebhookSettings};
 use tessera_core::request::WebhookRules;
@@ -49,6 +50,17 @@ impl ShiftedClock {
     /// Moves this clock `by` ahead of real time.
     pub fn advance(&self, by: time::Duration) {
         *self.offset.lock().expect("clock") += by;
+    }
+
+    /// Moves this clock into the next window of `rule` (fixed windows aligned to the Unix
+    /// epoch, as the rate limits count) when fewer than `margin_seconds` remain of the current
+    /// one, so that a test counting requests in one window never straddles two.
+    pub fn clear_of_window_end(&self, rule: Rule, margin_seconds: i64) {
+        let now = self.now().unix_timestamp();
+        let left = rule.window_seconds - now.rem_euclid(rule.window_seconds);
+        if left < margin_seconds {
+            self.advance(time::Duration::seconds(left + 1));
+        }
     }
 }
 
