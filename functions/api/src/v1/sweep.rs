@@ -111,14 +111,8 @@ pub async fn time_out_lapsed(state: &V1State, tenant: Option<&TenantId>) -> Stor
                 job.worker_id.as_deref().unwrap_or("?")
             ),
         };
-        match state.jobs.fail(&job, None, &error, true, now).await {
-            Ok(()) => {
-                timed_out += 1;
-                super::webhooks::dispatch::dispatch_job(state, &job).await;
-            }
-            Err(tessera_store::StoreError::Conflict(_)) => {}
-            Err(error) => return Err(error),
-        }
+        let outcome = state.jobs.fail(&job, None, &error, true, now).await;
+        timed_out += usize::from(announce_failure(state, &job, outcome).await?);
     }
     Ok(timed_out)
 }
@@ -147,18 +141,25 @@ pub async fn expire_waiting(state: &V1State, tenant: Option<&TenantId>) -> Store
                         job.model
                     ),
                 };
-                match state.jobs.fail_queued(&job, &error, now).await {
-                    Ok(()) => {
-                        expired += 1;
-                        super::webhooks::dispatch::dispatch_job(state, &job).await;
-                    }
-                    Err(tessera_store::StoreError::Conflict(_)) => {}
-                    Err(error) => return Err(error),
-                }
+                let outcome = state.jobs.fail_queued(&job, &error, now).await;
+                expired += usize::from(announce_failure(state, &job, outcome).await?);
             }
         }
     }
     Ok(expired)
+}
+
+/// After the sweep tried to fail `job`: dispatches its event when it did (`true`); `false` when
+/// the job had moved on meanwhile (a conflict), the error otherwise.
+async fn announce_failure(state: &V1State, job: &JobRecord, outcome: StoreResult<()>) -> StoreResult<bool> {
+    match outcome {
+        Ok(()) => {
+            super::webhooks::dispatch::dispatch_job(state, job).await;
+            Ok(true)
+        }
+        Err(tessera_store::StoreError::Conflict(_)) => Ok(false),
+        Err(error) => Err(error),
+    }
 }
 
 /// Sends the job's queue message and records it; `false` when the send failed.
