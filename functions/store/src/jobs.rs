@@ -351,9 +351,20 @@ impl Jobs {
         }
         let jobs = self.jobs.clone();
         let with_job = move |sent: bool| -> StoreResult<Vec<Write>> {
+            let marked;
+            let record = match sent {
+                true => {
+                    marked = JobRecord {
+                        enqueued: true,
+                        ..job.clone()
+                    };
+                    &marked
+                }
+                false => job,
+            };
             let stored = Write::Put {
                 table: jobs,
-                item: job_item(job, sent)?,
+                item: job_item(record)?,
                 condition: Some(Condition::NotExists),
             };
             Ok(std::iter::once(stored).chain(writes).collect())
@@ -987,13 +998,8 @@ fn creation_order(job: &JobRecord) -> String {
     }
 }
 
-/// The job's item; `sent` marks its queue message as sent (it goes out in the item's own
-/// transaction).
-fn job_item(job: &JobRecord, sent: bool) -> StoreResult<Item> {
+fn job_item(job: &JobRecord) -> StoreResult<Item> {
     let mut item = to_item(job)?;
-    if sent {
-        item.insert("enqueued".into(), true.into());
-    }
     let key = job_key(&job.job_id);
     item.insert("pk".into(), key.pk.into());
     item.insert("sk".into(), key.sk.into());
