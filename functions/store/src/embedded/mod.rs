@@ -66,13 +66,18 @@ pub struct EmbeddedStore {
 impl EmbeddedStore {
     /// Opens (creating if needed) the store in `config.dir`.
     pub fn open(config: EmbeddedConfig) -> StoreResult<Self> {
+        Self::open_with(config, schema::LogLimits::default())
+    }
+
+    /// Opens the store, its write-ahead log started over at `limits`.
+    fn open_with(config: EmbeddedConfig, limits: schema::LogLimits) -> StoreResult<Self> {
         std::fs::create_dir_all(&config.dir)?;
         let blob_dir = config.dir.join("blobs");
         std::fs::create_dir_all(&blob_dir)?;
         let path = config.dir.join("store.sqlite3");
         let connection = Arc::new(Mutex::new(schema::open(&path)?));
         let writer = writer::Writer::start(connection.clone())?;
-        let checkpointer = schema::Checkpointer::start(&path, connection.clone())?;
+        let checkpointer = schema::Checkpointer::start(&path, connection.clone(), limits)?;
         let signer = signing::load_or_create_signer(&config.dir.join("signing.key"))?;
         Ok(Self {
             connection,

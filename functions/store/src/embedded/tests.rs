@@ -21,12 +21,17 @@ pub(super) fn clock() -> ManualClock {
 
 /// A store in `dir` on `clock`.
 pub(super) fn store_in(dir: &Path, clock: &ManualClock) -> EmbeddedStore {
-    EmbeddedStore::open(EmbeddedConfig {
+    store_with_limits(dir, clock, schema::LogLimits::default())
+}
+
+/// A store in `dir` on `clock`, its write-ahead log started over at `limits`.
+fn store_with_limits(dir: &Path, clock: &ManualClock, limits: schema::LogLimits) -> EmbeddedStore {
+    let config = EmbeddedConfig {
         dir: dir.to_owned(),
         public_url: "http://localhost:8080/".into(),
         clock: Arc::new(clock.clone()),
-    })
-    .expect("open the store")
+    };
+    EmbeddedStore::open_with(config, limits).expect("open the store")
 }
 
 /// A JSON object as an item.
@@ -154,7 +159,13 @@ async fn the_checkpointer_copies_the_log_into_the_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_starts_over_while_writes_go_on() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Arc::new(store_in(dir.path(), &clock()));
+    // Limits this test's writes cross every few hundred milliseconds (the defaults take seconds
+    // of an unoptimised build's writes).
+    let limits = schema::LogLimits {
+        restart_frames: 1024,
+        cap_frames: 2048,
+    };
+    let store = Arc::new(store_with_limits(dir.path(), &clock(), limits));
     let log = dir.path().join("store.sqlite3-wal");
     let sequence = || {
         let header = std::fs::read(&log).ok()?;
