@@ -179,8 +179,8 @@ where
 }
 
 /// Sends requests on `connections` connections for `length`: each as soon as the one before
-/// is answered, or, with a `pace`, request `n` at `n / pace` seconds from the start, its
-/// latency counted from then.
+/// is answered, or, with a `pace`, request `n` at `n / pace` seconds from the start (see
+/// [`Appointments`]), its latency counted from then.
 async fn run_phase<F, Fut>(length: Duration, connections: usize, pace: Option<f64>, request: F) -> Phase
 where
     F: Fn(usize) -> Fut + Clone + Send + 'static,
@@ -188,26 +188,28 @@ where
 {
     let started = Instant::now();
     let deadline = started + length;
-    let appointed = move |n: usize| pace.map(|rate| started + Duration::from_secs_f64(n as f64 / rate));
+    let appointments = pace.map(|rate| Appointments::start(started, deadline, rate));
     let workers: Vec<_> = (0..connections)
         .map(|worker| {
             let request = request.clone();
+            let appointments = appointments.clone();
             tokio::spawn(async move {
-                let (mut latencies, mut failures, mut n) = (Vec::new(), 0, worker);
-                while appointed(n).unwrap_or_else(Instant::now) < deadline {
-                    let sent = match appointed(n) {
-                        Some(at) => {
-                            tokio::time::sleep_until(at.into()).await;
-                            at
-                        }
-                        None => Instant::now(),
+                let (mut latencies, mut failures, mut unpaced) = (Vec::new(), 0, worker);
+                loop {
+                    let (n, sent) = match &appointments {
+                        Some(appointments) => match appointments.next().await {
+                            Some(due) => due,
+                            None => break,
+                        },
+                        None if Instant::now() < deadline => (unpaced, Instant::now()),
+                        None => break,
                     };
                     if request(n).await {
                         latencies.push(sent.elapsed());
                     } else {
                         failures += 1;
                     }
-                    n += connections;
+                    unpaced += connections;
                 }
                 (latencies, failures)
             })
@@ -229,6 +231,43 @@ where
     }
     phase.elapsed = started.elapsed();
     phase
+}
+
+/// The paced run's requests, each released at its appointed time by a thread of its own:
+/// tokio's timers fire on whole milliseconds, which would send the requests of each
+/// millisecond together, up to a millisecond late, and count that lateness as the server's.
+/// A request waits for a free connection (all busy: the server is behind) with its latency
+/// already counting.
+#[derive(Clone)]
+struct Appointments {
+    due: Arc<Mutex<tokio::sync::mpsc::UnboundedReceiver<(usize, Instant)>>>,
+}
+
+impl Appointments {
+    /// Starts releasing request `n` at `started + n / rate`, until `deadline`.
+    fn start(started: Instant, deadline: Instant, rate: f64) -> Self {
+        let (release, due) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for n in 0.. {
+                let at = started + Duration::from_secs_f64(n as f64 / rate);
+                if at >= deadline {
+                    break;
+                }
+                std::thread::sleep(at.saturating_duration_since(Instant::now()));
+                if release.send((n, at)).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            due: Arc::new(Mutex::new(due)),
+        }
+    }
+
+    /// The next request due, with its appointed time; `None` once the run is over.
+    async fn next(&self) -> Option<(usize, Instant)> {
+        self.due.lock().await.recv().await
+    }
 }
 
 fn report(name: &str, mut phase: Phase) {
