@@ -264,3 +264,57 @@ async fn reads_never_see_a_write_that_has_not_committed() {
     assert!(found.is_none(), "a read saw a write that was never committed");
     store.db().execute_batch("ROLLBACK").expect("rollback");
 }
+
+/// The nice values of this process's threads named `name` (the kernel keeps a name's first 15
+/// bytes).
+#[cfg(target_os = "linux")]
+fn nice_of_threads(name: &str) -> Vec<i32> {
+    let kept = &name[..name.len().min(15)];
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|task| {
+            let dir = task.ok()?.path();
+            let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+            (comm.trim_end() == kept).then_some(())?;
+            nice_in_stat(&std::fs::read_to_string(dir.join("stat")).ok()?)
+        })
+        .collect()
+}
+
+/// The nice value in a `/proc/.../stat` line: its 19th field, the 17th after the name's `)`.
+#[cfg(target_os = "linux")]
+fn nice_in_stat(stat: &str) -> Option<i32> {
+    stat.rsplit_once(')')?.1.split_whitespace().nth(16)?.parse().ok()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_checkpointer_runs_in_the_background_and_the_log_restarts_at_the_writers_priority() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let _store = store_in(dir.path(), &clock());
+    let own = std::fs::read_to_string("/proc/thread-self/stat")
+        .ok()
+        .and_then(|stat| nice_in_stat(&stat))
+        .expect("this thread's nice value");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let checkpointers = loop {
+        let nice = nice_of_threads("tessera-checkpoint");
+        if (!nice.is_empty() && nice.iter().all(|&nice| nice == 19)) || std::time::Instant::now() > deadline {
+            break nice;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(!checkpointers.is_empty(), "no checkpointer thread");
+    assert!(
+        checkpointers.iter().all(|&nice| nice == 19),
+        "checkpointers' nice values: {checkpointers:?}"
+    );
+    let restarters = nice_of_threads("tessera-log-restart");
+    assert!(!restarters.is_empty(), "no restart thread");
+    assert!(
+        restarters.iter().all(|&nice| nice == own),
+        "restart threads' nice values {restarters:?}, the writers' {own}"
+    );
+}
