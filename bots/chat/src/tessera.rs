@@ -30,7 +30,8 @@ pub struct Created {
     pub queue_position: u64,
     /// Seconds until it is done, roughly.
     pub estimated_time_seconds: u64,
-    /// Tokens left today after it (absent on a replayed answer).
+    /// Tokens left today after it (on a replayed answer, when the retry came); absent from an
+    /// API that does not say.
     #[serde(default)]
     pub tokens_remaining_today: Option<f64>,
     /// Whether this answer replays an earlier request with the same idempotency key.

@@ -251,19 +251,21 @@ async fn create_for_chat_user(
         idempotency: crate::v1::jobs::Idempotency::of(&headers, &body)?,
         cap,
     };
-    if let Some(replayed) = submission.replay(&state).await? {
-        return Ok(replayed);
-    }
-    let mut public = json!({ "capability": request.capability, "params": request.params });
-    if let Some(priority) = request.priority {
-        public["priority"] = priority;
-    }
-    let mut answer = submission.submit(&state, &public).await?;
-    if !answer.replayed {
-        let used = state.tokens_used_today(&tenant.id).await?;
-        let limit = tessera_core::Tokens::whole(plan.daily_token_limit).0;
-        answer.body["tokens_remaining_today"] = json!(tessera_core::Tokens(limit.saturating_sub(used)));
-    }
+    let mut answer = match submission.replay(&state).await? {
+        Some(replayed) => replayed,
+        None => {
+            let mut public = json!({ "capability": request.capability, "params": request.params });
+            if let Some(priority) = request.priority {
+                public["priority"] = priority;
+            }
+            submission.submit(&state, &public).await?
+        }
+    };
+    // A replay (a bot retrying a chat update) tells the tokens left now: the record kept for
+    // the key is the public create's answer, written before the charge was known.
+    let used = state.tokens_used_today(&tenant.id).await?;
+    let limit = tessera_core::Tokens::whole(plan.daily_token_limit).0;
+    answer.body["tokens_remaining_today"] = json!(tessera_core::Tokens(limit.saturating_sub(used)));
     Ok(answer)
 }
 

@@ -163,11 +163,9 @@ pub struct InternalJobCreated {
     /// When it was created (RFC 3339, UTC).
     #[schema(format = DateTime)]
     pub created_at: String,
-    /// The user's tokens left today after this job; absent in a replayed answer
-    /// (`Idempotent-Replayed: true`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
-    pub tokens_remaining_today: Option<f64>,
+    /// The user's tokens left today: after this job, or, in a replayed answer
+    /// (`Idempotent-Replayed: true`), when the retry came.
+    pub tokens_remaining_today: f64,
 }
 
 /// Always `ok`.

@@ -435,6 +435,11 @@ async fn a_bot_creates_jobs_for_chat_users_under_their_own_quota(backend: Backen
         (201, first["job_id"].clone()),
         "the bot's retry is replayed"
     );
+    assert_eq!(
+        (&first["tokens_remaining_today"], &again["tokens_remaining_today"]),
+        (&json!(9.0), &json!(9.0)),
+        "a replay tells the tokens left too"
+    );
 
     for (body, field) in [
         (chat_job("discord:1"), "user_ref"),
