@@ -763,15 +763,18 @@ impl Jobs {
         self.collect(query).await
     }
 
-    /// `QUEUED` jobs of one lane whose queue message was never recorded as sent, created
-    /// before `before` (unix seconds), oldest first.
+    /// `QUEUED` jobs of one lane whose queue message was never recorded as sent, created from
+    /// `since` up to `before` (unix seconds; `before` excluded), oldest first.
     pub async fn unqueued(
         &self,
         capability: Capability,
         priority: Priority,
+        since: i64,
         before: i64,
     ) -> StoreResult<Vec<JobRecord>> {
-        let jobs = self.collect(lane_before(capability, priority, before, 1000)).await?;
+        let mut query = lane_before(capability, priority, before, 1000);
+        query.range = SortRange::Between(format!("{:020}", since.max(0)), format!("{:020}", before.max(0)));
+        let jobs = self.collect(query).await?;
         Ok(jobs
             .into_iter()
             .filter(|job| !job.enqueued && job.status == JobStatus::Queued)

@@ -60,6 +60,8 @@ pub struct V1Parts {
     pub webhook: WebhookSettings,
     /// How often the sweep runs a canary job (`None`: never).
     pub canary_every: Option<std::time::Duration>,
+    /// Where the sweep's last pass of each lane stopped (shared by every clone of the state).
+    pub sweep_marks: Arc<sweep::SweepMarks>,
 }
 
 impl V1State {
@@ -83,6 +85,7 @@ impl V1State {
             catalog: Catalog::active(),
             webhook,
             canary_every: None,
+            sweep_marks: Arc::default(),
         }))
     }
 

@@ -48,21 +48,80 @@ pub struct SweepReport {
     pub pipeline: Option<&'static str>,
 }
 
+/// How often a sweep reads every lane from its start again, not only the jobs created since
+/// the last sweep (see [`SweepMarks`]).
+pub const FULL_SWEEP_SECONDS: i64 = 60 * 60;
+
+/// Where the last sweep of each lane stopped: every job of the lane created before its mark
+/// was found sent, or sent by that sweep, so the next sweep reads only the jobs created since
+/// (not the whole backlog of a lane that waits out a GPU outage, at every sweep). The marks
+/// live in the process's memory: a restart (a Lambda's cold start) reads every lane in full
+/// once, and so does a sweep every [`FULL_SWEEP_SECONDS`], for a job whose create committed
+/// more than [`GRACE_SECONDS`] after its creation time and then failed to send.
+#[derive(Debug, Default)]
+pub struct SweepMarks(std::sync::Mutex<Marks>);
+
+/// The marks, and when a sweep last read every lane in full.
+#[derive(Debug, Default)]
+struct Marks {
+    lanes: std::collections::HashMap<(Capability, Priority), i64>,
+    full_at: Option<i64>,
+}
+
+impl SweepMarks {
+    fn marks(&self) -> std::sync::MutexGuard<'_, Marks> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether a sweep at `now` reads every lane in full.
+    fn full_due(&self, now: i64) -> bool {
+        self.marks().full_at.is_none_or(|at| now - at >= FULL_SWEEP_SECONDS)
+    }
+
+    /// Where a sweep of `lane` starts (unix seconds); 0 for a full one.
+    fn start(&self, lane: (Capability, Priority), full: bool) -> i64 {
+        if full {
+            return 0;
+        }
+        self.marks().lanes.get(&lane).copied().unwrap_or(0)
+    }
+
+    /// Records where the next sweep of `lane` starts.
+    fn stopped(&self, lane: (Capability, Priority), at: i64) {
+        self.marks().lanes.insert(lane, at);
+    }
+
+    /// Records a full sweep, at `now`.
+    fn swept_in_full(&self, now: i64) {
+        self.marks().full_at = Some(now);
+    }
+}
+
 /// Sends the message of every `QUEUED` job older than [`GRACE_SECONDS`] whose message was never
-/// recorded as sent.
+/// recorded as sent (reading each lane from where the last sweep stopped: [`SweepMarks`]).
 pub async fn sweep(state: &V1State) -> StoreResult<SweepReport> {
-    let before = state.now() - GRACE_SECONDS;
+    let now = state.now();
+    let before = now - GRACE_SECONDS;
+    let full = state.sweep_marks.full_due(now);
     let mut report = SweepReport::default();
     for capability in Capability::ALL {
         for priority in Priority::ALL {
-            for job in state.jobs.unqueued(capability, priority, before).await? {
+            let lane = (capability, priority);
+            let since = state.sweep_marks.start(lane, full);
+            let mut next = before;
+            for job in state.jobs.unqueued(capability, priority, since, before).await? {
                 if send(state, &job).await {
                     report.resent += 1;
                 } else {
                     report.failed += 1;
+                    next = next.min(job.created_at);
                 }
             }
+            state.sweep_marks.stopped(lane, next);
         }
+    }
+    if full {
+        state.sweep_marks.swept_in_full(now);
     }
     report.timed_out = time_out_lapsed(state, None).await?;
     report.expired = expire_waiting(state, None).await?;

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tessera_api::v1::sweep::{GRACE_SECONDS, QUEUED_TTL_SECONDS, expire_waiting, sweep};
+use tessera_api::v1::sweep::{FULL_SWEEP_SECONDS, GRACE_SECONDS, QUEUED_TTL_SECONDS, expire_waiting, sweep};
 use tessera_core::{Capability, JobId, JobMessage, JobStatus, PlanTier, Priority, TenantId};
 use tessera_store::definitions::{accounts_table, artifacts_bucket, job_queue, jobs_table};
 use tessera_store::item::{Condition, Item, Key, Page, Query, TableDef, Update, Write};
@@ -733,6 +733,7 @@ impl ItemStore for QueueElsewhere {
 }
 
 async fn the_sweep_sends_the_message_of_a_job_whose_send_failed(mut backend: Backend) {
+    let _alone = crate::support::sweeping_alone().await;
     let real_queue = backend.queue.clone();
     backend.items = Arc::new(QueueElsewhere(backend.items.clone()));
     let app = TestApp::spawn_with_queue(backend, Arc::new(SendsFail(real_queue.clone()))).await;
@@ -780,6 +781,59 @@ async fn the_sweep_sends_the_message_of_a_job_whose_send_failed(mut backend: Bac
         .expect("release");
     let again = ours(real_queue.receive(&lane, peek).await.expect("receive"));
     assert_eq!(again.len(), 1, "sent once: the job is recorded as enqueued");
+}
+
+/// On the embedded backend only: the marks are the API's, the same over both backends (whose
+/// lane query `the_sweep_sends_the_message_of_a_job_whose_send_failed` runs on both), and on the
+/// emulator every test of the process shares the lanes, where another test's sweep would send
+/// this one's unsent jobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_reads_each_lane_from_where_it_stopped_and_in_full_every_hour() {
+    let mut backend = Backend::embedded().await;
+    let real_queue = backend.queue.clone();
+    backend.items = Arc::new(QueueElsewhere(backend.items.clone()));
+    let app = TestApp::spawn_with_queue(backend, Arc::new(SendsFail(real_queue.clone()))).await;
+    let user = account(&app, PlanTier::Pro).await;
+    let audio = json!({"capability": "audio", "params": {"prompt": "rain on a tin roof"}, "priority": "high"});
+    let lane = job_queue(Capability::Audio, "stable-audio", Priority::High);
+    let sent = |job_id: String| {
+        let real_queue = real_queue.clone();
+        let lane = lane.clone();
+        async move {
+            let peek = ReceiveRequest::new(10, Duration::ZERO);
+            let messages = real_queue.receive(&lane, peek).await.expect("receive");
+            messages.iter().filter(|message| message.body.contains(&job_id)).count()
+        }
+    };
+    let clock = &app.backend.clock;
+    let id = |created: &Value| created["job_id"].as_str().expect("id").to_owned();
+
+    let (status, first) = create(&app, &user.token, &audio).await;
+    assert_eq!(status, 201, "{first}");
+    clock.advance(time::Duration::seconds(GRACE_SECONDS + 1));
+    let report = sweep(&app.v1).await.expect("a sweep whose sends fail too");
+    assert!(report.failed >= 1, "{report:?}");
+    let mut state = app.v1.clone();
+    state.queue = real_queue.clone();
+    sweep(&state).await.expect("sweep");
+    assert_eq!(
+        sent(id(&first)).await,
+        1,
+        "a failed resend leaves the lane's mark at the job: the next sweep sends it"
+    );
+
+    // A job whose creation time is before the lane's mark (a create that committed more than
+    // the grace after its creation time, then failed to send) waits for the full sweep.
+    clock.advance(time::Duration::seconds(-2 * GRACE_SECONDS));
+    let (status, late) = create(&app, &user.token, &audio).await;
+    assert_eq!(status, 201, "{late}");
+    clock.advance(time::Duration::seconds(2 * GRACE_SECONDS + 1));
+    sweep(&state).await.expect("sweep");
+    assert_eq!(sent(id(&late)).await, 0, "a sweep reads only what came after its mark");
+    clock.advance(time::Duration::seconds(FULL_SWEEP_SECONDS));
+    let report = sweep(&state).await.expect("sweep");
+    assert!(report.resent >= 1, "{report:?}");
+    assert_eq!(sent(id(&late)).await, 1, "the hourly sweep reads every lane in full");
 }
 
 async fn the_event_stream_follows_a_job_until_it_ends(backend: Backend) {

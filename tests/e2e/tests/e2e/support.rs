@@ -200,6 +200,14 @@ pub fn unique(what: &str) -> String {
     format!("{what}{suffix}")
 }
 
+/// Held by a test for as long as it runs the whole repair sweep: on the emulator every test of
+/// the process shares the lanes and the outbox, and one test's sweep sends another's unsent jobs
+/// (which that test may be checking are not sent yet).
+pub async fn sweeping_alone() -> tokio::sync::MutexGuard<'static, ()> {
+    static SWEEPS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    SWEEPS.lock().await
+}
+
 /// The resource prefix of this test process on the emulator (bootstrapped by [`Backend::aws`]).
 pub fn test_prefix() -> &'static str {
     static PREFIX: OnceLock<String> = OnceLock::new();

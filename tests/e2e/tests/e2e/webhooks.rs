@@ -557,6 +557,7 @@ async fn after_a_rotation_both_secrets_sign_for_a_day(backend: Backend) {
 }
 
 async fn a_crash_after_the_final_state_still_delivers_through_the_sweep(backend: Backend) {
+    let _alone = crate::support::sweeping_alone().await;
     let world = world(TestApp::spawn(backend).await).await;
     let job = world.job_with_webhook("/after-crash").await;
     let (_, claimed) = world.worker(&job, "claim", json!({"worker_id": "w1"})).await;
