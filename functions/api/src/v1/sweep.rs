@@ -108,6 +108,10 @@ pub async fn sweep(state: &V1State) -> StoreResult<SweepReport> {
         for priority in Priority::ALL {
             let lane = (capability, priority);
             let since = state.sweep_marks.start(lane, full);
+            if since >= before {
+                // The clock stepped back past the mark: nothing new to read yet.
+                continue;
+            }
             let mut next = before;
             for job in state.jobs.unqueued(capability, priority, since, before).await? {
                 if send(state, &job).await {

@@ -385,7 +385,8 @@ impl QueryPlan {
             sql: format!("SELECT doc FROM items WHERE tbl = ? AND {partition_column} = ?"),
             params: vec![text(&table.name), text(&query.partition)],
         };
-        plan.add_range(&sort_column, &query.range)?;
+        let after_cursor = query.cursor.as_ref().map(|_| query.descending);
+        plan.add_range(&sort_column, &query.range, after_cursor)?;
         if let Some(cursor) = &query.cursor {
             plan.add_cursor(table, query, &sort_column, cursor)?;
         }
@@ -409,15 +410,23 @@ impl QueryPlan {
             sql: format!("SELECT COUNT(*) FROM (SELECT 1 FROM items WHERE tbl = ? AND {partition_column} = ?"),
             params: vec![text(&table.name), text(&query.partition)],
         };
-        plan.add_range(&sort_column, &query.range)?;
+        plan.add_range(&sort_column, &query.range, None)?;
         plan.sql += &format!(" AND (ttl IS NULL OR ttl > ?) LIMIT {})", query.limit);
         plan.params.push(SqlValue::Integer(now));
         Ok(plan)
     }
 
-    fn add_range(&mut self, column: &str, range: &SortRange) -> StoreResult<()> {
+    /// The range's bounds on the sort `column`. After a cursor (`after_cursor`: whether the
+    /// query descends), the bound on the cursor's side is only checked, never used to seek
+    /// (`+column`, SQLite's way to keep a term off the index): SQLite seeks with one bound per
+    /// side and would take the range's, stepping from the range's start to the cursor at every
+    /// page (a sweep paging through a lane of 170,000 jobs read it about 85 times over).
+    fn add_range(&mut self, column: &str, range: &SortRange, after_cursor: Option<bool>) -> StoreResult<()> {
         let mut bound = |operator: &str, value: &str| {
-            self.sql += &format!(" AND {column} {operator} ?");
+            let lower = operator.starts_with('>');
+            let checked_only = after_cursor.is_some_and(|descending| lower != descending);
+            let operand = if checked_only { "+" } else { "" };
+            self.sql += &format!(" AND {operand}{column} {operator} ?");
             self.params.push(text(value));
         };
         match range {

@@ -603,3 +603,50 @@ async fn index_statements_are_prepared_once() {
         assert!(runs(sql, &[&*writer]) >= 3, "not the statement run: {sql}");
     }
 }
+
+/// SQLite's plan of the query of a page of `gsi2` after a cursor, over `range`.
+fn plan_after_a_cursor(range: SortRange, descending: bool) -> String {
+    use super::QueryPlan;
+    use crate::item::{Item, cursor_after};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = store_in(dir.path(), &clock());
+    let mut last = Item::new();
+    last.insert("pk".into(), json!("job#1"));
+    last.insert("sk".into(), json!("meta"));
+    last.insert("gsi2pk".into(), json!("lane#a"));
+    last.insert("gsi2sk".into(), json!("00000000000000000005"));
+    let cursor = cursor_after(&last, &jobs(), Some("gsi2")).expect("cursor");
+    let query = Query {
+        index: Some("gsi2".into()),
+        range,
+        descending,
+        cursor: Some(cursor),
+        ..Query::partition("lane#a")
+    };
+    let plan = QueryPlan::new(&jobs(), &query, 0).expect("plan");
+    let db = store.db();
+    let mut statement = db
+        .prepare(&format!("EXPLAIN QUERY PLAN {}", plan.sql))
+        .expect("explain");
+    let rows = statement
+        .query_map(rusqlite::params_from_iter(&plan.params), |row| row.get::<_, String>(3))
+        .expect("plan rows");
+    rows.collect::<Result<Vec<_>, _>>().expect("plan").join("; ")
+}
+
+#[test]
+fn a_page_after_a_cursor_seeks_to_the_cursor_not_to_the_ranges_start() {
+    let seek = "(i1sk,pk,sk)>(?,?,?)";
+    for range in [
+        SortRange::Between("00000000000000000001".into(), "00000000000000000009".into()),
+        SortRange::Prefix("0000".into()),
+        SortRange::Ge("00000000000000000001".into()),
+        SortRange::Lt("00000000000000000009".into()),
+    ] {
+        let plan = plan_after_a_cursor(range.clone(), false);
+        assert!(plan.contains(seek), "{range:?}: {plan}");
+    }
+    let plan = plan_after_a_cursor(SortRange::Le("00000000000000000009".into()), true);
+    assert!(plan.contains("(i1sk,pk,sk)<(?,?,?)"), "descending: {plan}");
+}
